@@ -1,0 +1,56 @@
+//! The crate-wide error type.
+
+use thiserror::Error;
+
+/// Everything that can go wrong in the engine, with enough context to act on.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// Two operands of an op do not have compatible shapes.
+    #[error("shape mismatch in {op}: {detail}")]
+    Shape {
+        /// The op that rejected its inputs.
+        op: &'static str,
+        /// What was expected and what was given.
+        detail: String,
+    },
+    /// An argument is outside the range an op accepts.
+    #[error("invalid argument to {op}: {detail}")]
+    InvalidArgument {
+        /// The op that rejected the argument.
+        op: &'static str,
+        /// Why it was rejected.
+        detail: String,
+    },
+    /// The autograd tape was used in a way it does not support.
+    #[error("autograd: {0}")]
+    Autograd(String),
+    /// A backend (device) failed.
+    #[error("backend {backend}: {detail}")]
+    Backend {
+        /// The backend's name.
+        backend: String,
+        /// What failed.
+        detail: String,
+    },
+}
+
+/// The crate-wide result type.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// A shape error for `op`.
+    pub fn shape(op: &'static str, detail: impl Into<String>) -> Self {
+        Error::Shape {
+            op,
+            detail: detail.into(),
+        }
+    }
+
+    /// An invalid-argument error for `op`.
+    pub fn invalid(op: &'static str, detail: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            op,
+            detail: detail.into(),
+        }
+    }
+}
