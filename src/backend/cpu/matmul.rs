@@ -19,6 +19,19 @@ fn strides(trans: bool, stored_cols: usize) -> (isize, isize) {
     }
 }
 
+/// One single-threaded `C = alpha·op(A)·op(B) + beta·C` (batch ignored) on
+/// slices that start at the matrices: for kernels that tile their own work
+/// and parallelise over tiles. Panics if a slice is too short.
+pub(crate) fn gemm_serial(spec: &GemmSpec, a: &[f32], b: &[f32], c: &mut [f32]) {
+    let one = GemmSpec { batch: 1, ..*spec };
+    let (na, nb, nc) = one.required_lengths();
+    assert!(
+        a.len() >= na && b.len() >= nb && c.len() >= nc,
+        "gemm_serial: slice too short"
+    );
+    gemm_one(&one, a, b, c, Parallelism::None);
+}
+
 /// One `C = alpha·op(A)·op(B) + beta·C` on slices that start at the matrices.
 fn gemm_one(spec: &GemmSpec, a: &[f32], b: &[f32], c: &mut [f32], par: Parallelism) {
     let (m, n, k) = (spec.m, spec.n, spec.k);

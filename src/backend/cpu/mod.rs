@@ -3,6 +3,8 @@
 
 mod matmul;
 
+pub(crate) use matmul::gemm_serial;
+
 use rayon::prelude::*;
 
 use crate::backend::BackendCore;
