@@ -10,6 +10,7 @@ pub mod backend;
 pub mod error;
 pub mod gradcheck;
 pub mod ops;
+pub mod optim;
 pub mod rng;
 pub mod tensor;
 
