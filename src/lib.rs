@@ -12,6 +12,7 @@ pub mod gradcheck;
 pub mod ops;
 pub mod optim;
 pub mod rng;
+pub mod synthetic;
 pub mod tensor;
 
 pub use error::{Error, Result};
