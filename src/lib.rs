@@ -8,6 +8,7 @@
 pub mod autograd;
 pub mod backend;
 pub mod error;
+pub mod eval;
 pub mod gradcheck;
 pub mod ops;
 pub mod optim;

@@ -1,0 +1,4 @@
+//! Evaluation of learned representations (METHOD.md §5).
+
+pub mod assignment;
+pub mod metrics;
