@@ -7,6 +7,7 @@
 
 pub mod autograd;
 pub mod backend;
+pub mod config;
 pub mod error;
 pub mod eval;
 pub mod gradcheck;

@@ -1,0 +1,409 @@
+//! Run configuration: every knob of the model, the data, the objective and
+//! training, with presets, TOML files and `key.path=value` overrides.
+//!
+//! A configuration is built in three layers: the preset's defaults, then the
+//! TOML file (any subset of keys), then command-line overrides. Unknown keys
+//! are errors that name the key, so a typo never silently falls back to a
+//! default. The resolved configuration is saved with each run.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Model architecture (METHOD.md §2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Token width.
+    pub dim: usize,
+    /// Attention heads (must divide `dim`).
+    pub heads: usize,
+    /// Transformer blocks of the audio encoder.
+    pub audio_layers: usize,
+    /// Transformer blocks of the video encoder.
+    pub video_layers: usize,
+    /// Joint (AMFM) blocks over audio and video tokens.
+    pub fusion_layers: usize,
+    /// MLP hidden width as a multiple of `dim`.
+    pub mlp_ratio: usize,
+    /// Output dimension of the projection heads.
+    pub proj_dim: usize,
+    /// Side of the square spectrogram patches.
+    pub audio_patch: usize,
+    /// Frames per video tubelet.
+    pub tubelet_frames: usize,
+    /// Pixel side of a video tubelet.
+    pub tubelet_size: usize,
+    /// LayerNorm epsilon.
+    pub norm_eps: f32,
+}
+
+/// Input features (METHOD.md §1).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Mel bins of the log-mel spectrogram.
+    pub n_mels: usize,
+    /// Spectrogram frames per clip (10 ms each); padded or cropped.
+    pub audio_frames: usize,
+    /// Video frames sampled per clip.
+    pub frames: usize,
+    /// Side of the resized square frames.
+    pub frame_size: usize,
+    /// Classes of the built-in dataset (even, at most 10).
+    pub synthetic_classes: usize,
+    /// Built-in dataset: training clips per class.
+    pub synthetic_train_per_class: usize,
+    /// Built-in dataset: test clips per class.
+    pub synthetic_test_per_class: usize,
+}
+
+/// Optimisation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Clips per step.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f32,
+    /// Final learning rate of the cosine decay.
+    pub min_lr: f32,
+    /// Linear warmup, in epochs.
+    pub warmup_epochs: f32,
+    /// AdamW decoupled weight decay (not applied to biases and norms).
+    pub weight_decay: f32,
+    /// AdamW β1.
+    pub beta1: f32,
+    /// AdamW β2.
+    pub beta2: f32,
+    /// Global gradient-norm clip.
+    pub grad_clip: f64,
+    /// Seed of initialisation, data order and augmentation.
+    pub seed: u64,
+}
+
+/// The DICCAE objective (METHOD.md §3).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiccaeConfig {
+    /// InfoNCE temperature τ.
+    pub tau: f32,
+    /// Prototype temperature τ_c.
+    pub tau_c: f32,
+    /// Weight of the class-level alignment loss L_cls (after its ramp).
+    pub lambda_cls: f32,
+    /// Weight of the confusion-aware loss L_conf (after its ramp).
+    pub lambda_conf: f32,
+    /// Epochs of L_ins alone before the first clustering (a minimum: the
+    /// cluster terms also wait for the instance loss to leave chance).
+    pub warmup_epochs: usize,
+    /// Re-cluster every this many epochs.
+    pub recluster_every: usize,
+    /// Epochs over which λ_cls, λ_conf and β ramp from 0 to their values.
+    pub ramp_epochs: usize,
+    /// Clusters (0 = the number of classes when known).
+    pub clusters: usize,
+    /// Lloyd iterations per clustering.
+    pub kmeans_iters: usize,
+    /// EMA momentum of the prototypes.
+    pub proto_momentum: f32,
+    /// EMA factor γ of the confusion weights W.
+    pub w_momentum: f32,
+    /// Largest confusion boost β_max.
+    pub beta_max: f32,
+    /// The cluster terms start only once L_ins is below this fraction of
+    /// its chance value ln(B).
+    pub chance_gate: f32,
+}
+
+/// Evaluation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Neighbours of the kNN classifier.
+    pub knn_k: usize,
+    /// Epochs of linear-probe training.
+    pub probe_epochs: usize,
+    /// Linear-probe learning rate.
+    pub probe_lr: f32,
+    /// Linear-probe weight decay.
+    pub probe_weight_decay: f32,
+}
+
+/// A complete run configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The preset the defaults came from (`tiny` or `base`).
+    pub preset: String,
+    /// Architecture.
+    pub model: ModelConfig,
+    /// Features.
+    pub data: DataConfig,
+    /// Optimisation.
+    pub train: TrainConfig,
+    /// Objective.
+    pub diccae: DiccaeConfig,
+    /// Evaluation.
+    pub eval: EvalConfig,
+}
+
+/// Names of the presets.
+pub const PRESETS: [&str; 2] = ["tiny", "base"];
+
+impl Config {
+    /// The defaults of a preset: `tiny` trains on 2 CPU cores in minutes;
+    /// `base` is ViT-B-like, for GPUs.
+    pub fn preset(name: &str) -> Result<Config> {
+        let tiny = Config {
+            preset: "tiny".into(),
+            model: ModelConfig {
+                dim: 128,
+                heads: 4,
+                audio_layers: 2,
+                video_layers: 2,
+                fusion_layers: 1,
+                mlp_ratio: 2,
+                proj_dim: 128,
+                audio_patch: 16,
+                tubelet_frames: 2,
+                tubelet_size: 8,
+                norm_eps: 1e-5,
+            },
+            data: DataConfig {
+                n_mels: 64,
+                audio_frames: 96,
+                frames: 4,
+                frame_size: 32,
+                synthetic_classes: 10,
+                synthetic_train_per_class: 120,
+                synthetic_test_per_class: 40,
+            },
+            train: TrainConfig {
+                epochs: 30,
+                batch_size: 64,
+                lr: 1e-3,
+                min_lr: 1e-5,
+                warmup_epochs: 2.0,
+                weight_decay: 0.05,
+                beta1: 0.9,
+                beta2: 0.95,
+                grad_clip: 1.0,
+                seed: 0,
+            },
+            diccae: DiccaeConfig {
+                tau: 0.07,
+                tau_c: 0.1,
+                lambda_cls: 0.5,
+                lambda_conf: 0.5,
+                warmup_epochs: 5,
+                recluster_every: 3,
+                ramp_epochs: 5,
+                clusters: 0,
+                kmeans_iters: 20,
+                proto_momentum: 0.9,
+                w_momentum: 0.9,
+                beta_max: 1.0,
+                chance_gate: 0.9,
+            },
+            eval: EvalConfig {
+                knn_k: 20,
+                probe_epochs: 100,
+                probe_lr: 1e-2,
+                probe_weight_decay: 1e-4,
+            },
+        };
+        match name {
+            "tiny" => Ok(tiny),
+            "base" => Ok(Config {
+                preset: "base".into(),
+                model: ModelConfig {
+                    dim: 768,
+                    heads: 12,
+                    audio_layers: 11,
+                    video_layers: 11,
+                    fusion_layers: 1,
+                    mlp_ratio: 4,
+                    proj_dim: 256,
+                    audio_patch: 16,
+                    tubelet_frames: 2,
+                    tubelet_size: 16,
+                    norm_eps: 1e-6,
+                },
+                data: DataConfig {
+                    n_mels: 128,
+                    audio_frames: 1024,
+                    frames: 8,
+                    frame_size: 224,
+                    ..tiny.data
+                },
+                train: TrainConfig {
+                    batch_size: 256,
+                    lr: 5e-4,
+                    epochs: 100,
+                    warmup_epochs: 10.0,
+                    ..tiny.train
+                },
+                ..tiny
+            }),
+            other => Err(Error::invalid(
+                "config",
+                format!("unknown preset {other:?}; choose one of {PRESETS:?}"),
+            )),
+        }
+    }
+
+    /// Builds a configuration: the preset named in the file (or `preset`
+    /// when given, else `tiny`), then the file's keys, then `overrides`
+    /// (`section.key=value`, the value a TOML literal or a bare string).
+    pub fn resolve(
+        preset: Option<&str>,
+        file: Option<&Path>,
+        overrides: &[String],
+    ) -> Result<Config> {
+        let mut user = toml::Table::new();
+        let origin = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::invalid("config", format!("cannot read {}: {e}", path.display()))
+                })?;
+                user = text.parse::<toml::Table>().map_err(|e| {
+                    Error::invalid(
+                        "config",
+                        format!("{} is not valid TOML: {e}", path.display()),
+                    )
+                })?;
+                path.display().to_string()
+            }
+            None => "the command line".to_string(),
+        };
+        for o in overrides {
+            apply_override(&mut user, o)?;
+        }
+        let from_file = user
+            .get("preset")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let name = preset
+            .map(str::to_string)
+            .or(from_file)
+            .unwrap_or_else(|| "tiny".into());
+        user.insert("preset".into(), toml::Value::String(name.clone()));
+        let base = Config::preset(&name)?;
+        let mut merged = toml::Table::try_from(&base)
+            .map_err(|e| Error::invalid("config", format!("cannot encode preset: {e}")))?;
+        merge(&mut merged, user);
+        let cfg: Config = toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                Error::invalid("config", format!("in {origin}: {}", e.message()))
+            })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks the relations between knobs.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |d: String| Err(Error::invalid("config", d));
+        let m = &self.model;
+        if m.heads == 0 || m.dim % m.heads != 0 {
+            return bad(format!(
+                "model.heads = {} must divide model.dim = {}",
+                m.heads, m.dim
+            ));
+        }
+        let d = &self.data;
+        if m.audio_patch == 0
+            || d.n_mels % m.audio_patch != 0
+            || d.audio_frames % m.audio_patch != 0
+        {
+            return bad(format!(
+                "model.audio_patch = {} must divide data.n_mels = {} and data.audio_frames = {}",
+                m.audio_patch, d.n_mels, d.audio_frames
+            ));
+        }
+        if m.tubelet_frames == 0
+            || m.tubelet_size == 0
+            || d.frames % m.tubelet_frames != 0
+            || d.frame_size % m.tubelet_size != 0
+        {
+            return bad(format!(
+                "model.tubelet_frames = {} must divide data.frames = {}, and model.tubelet_size = {} data.frame_size = {}",
+                m.tubelet_frames, d.frames, m.tubelet_size, d.frame_size
+            ));
+        }
+        let t = &self.train;
+        if t.batch_size < 2 {
+            return bad(format!(
+                "train.batch_size = {} (contrastive learning needs at least 2)",
+                t.batch_size
+            ));
+        }
+        if !(t.lr > 0.0 && t.lr.is_finite()) {
+            return bad(format!("train.lr = {} must be positive", t.lr));
+        }
+        let c = &self.diccae;
+        if !(c.tau > 0.0 && c.tau_c > 0.0) {
+            return bad(format!(
+                "diccae.tau = {} and diccae.tau_c = {} must be positive",
+                c.tau, c.tau_c
+            ));
+        }
+        if c.recluster_every == 0 {
+            return bad("diccae.recluster_every must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML (what a run saves as `config.toml`).
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self)
+            .map_err(|e| Error::invalid("config", format!("cannot encode: {e}")))
+    }
+}
+
+/// Sets `section.key` (any depth) in `table` from `path=value`.
+fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
+    let (path, raw) = spec.split_once('=').ok_or_else(|| {
+        Error::invalid(
+            "config",
+            format!("override {spec:?} is not of the form section.key=value"),
+        )
+    })?;
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let keys: Vec<&str> = path.trim().split('.').collect();
+    let (last, parents) = keys
+        .split_last()
+        .ok_or_else(|| Error::invalid("config", "empty override key"))?;
+    let mut cur = table;
+    for k in parents {
+        let entry = cur
+            .entry(k.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry.as_table_mut().ok_or_else(|| {
+            Error::invalid("config", format!("override {spec:?}: {k} is not a section"))
+        })?;
+    }
+    cur.insert(last.to_string(), value);
+    Ok(())
+}
+
+/// Deep-merges `over` into `base`: tables merge key by key, values replace.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}

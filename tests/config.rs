@@ -1,0 +1,77 @@
+//! Configuration: presets, files, overrides, and errors that name the key.
+
+use diccae_engine::config::Config;
+
+fn tmp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("diccae-config-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("cfg.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn presets_resolve_and_round_trip() {
+    for name in ["tiny", "base"] {
+        let cfg = Config::resolve(Some(name), None, &[]).unwrap();
+        assert_eq!(cfg, Config::preset(name).unwrap());
+        let text = cfg.to_toml().unwrap();
+        let back = Config::resolve(None, Some(&tmp_file(name, &text)), &[]).unwrap();
+        assert_eq!(back, cfg);
+    }
+    assert!(
+        Config::preset("huge")
+            .unwrap_err()
+            .to_string()
+            .contains("huge")
+    );
+}
+
+#[test]
+fn file_and_overrides_layer_over_the_preset() {
+    let p = tmp_file("layer", "[train]\nepochs = 3\n[diccae]\ntau = 0.2\n");
+    let cfg = Config::resolve(
+        None,
+        Some(&p),
+        &["train.batch_size=16".into(), "train.epochs=4".into()],
+    )
+    .unwrap();
+    assert_eq!(cfg.train.epochs, 4);
+    assert_eq!(cfg.train.batch_size, 16);
+    assert!((cfg.diccae.tau - 0.2).abs() < 1e-7);
+    assert_eq!(cfg.model, Config::preset("tiny").unwrap().model);
+}
+
+#[test]
+fn unknown_keys_are_errors_naming_the_key() {
+    let p = tmp_file("unknown", "[train]\nepohcs = 3\n");
+    let err = Config::resolve(None, Some(&p), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("epohcs"), "{err}");
+    assert!(err.contains("cfg.toml"), "{err}");
+    let err = Config::resolve(None, None, &["model.width=3".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("width"), "{err}");
+    let err = Config::resolve(None, None, &["nonsense".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("section.key=value"), "{err}");
+}
+
+#[test]
+fn inconsistent_knobs_are_rejected() {
+    let err = Config::resolve(None, None, &["model.heads=3".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("heads"), "{err}");
+    let err = Config::resolve(None, None, &["model.audio_patch=7".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("audio_patch"), "{err}");
+    let err = Config::resolve(None, None, &["train.batch_size=1".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("batch_size"), "{err}");
+}
