@@ -24,6 +24,14 @@ pub enum Error {
     /// The autograd tape was used in a way it does not support.
     #[error("autograd: {0}")]
     Autograd(String),
+    /// A checkpoint could not be written, or is damaged and was not loaded.
+    #[error("checkpoint {path}: {detail}")]
+    Checkpoint {
+        /// The file or directory concerned.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// A backend (device) failed.
     #[error("backend {backend}: {detail}")]
     Backend {
