@@ -1,0 +1,171 @@
+//! The audio-visual model of METHOD.md §2: two transformer encoders, joint
+//! fusion blocks (AMFM) over both token sets, and projection heads.
+
+mod layers;
+
+pub use layers::{Linear, Mlp, Norm, TransformerBlock};
+
+use crate::autograd::{ParamId, ParamStore, Tape, Var};
+use crate::backend::Backend;
+use crate::config::{DataConfig, ModelConfig};
+use crate::error::Result;
+use crate::ops::elementwise::broadcast_add;
+use crate::ops::norm::l2_normalize;
+use crate::ops::tokens::{concat_tokens, mean_pool, patchify_spectrogram, patchify_video};
+use crate::rng::{SeededRng, normal_vec};
+use crate::tensor::Tensor;
+
+/// Standard deviation of the initial weights and embeddings.
+pub(crate) const INIT_STD: f32 = 0.02;
+
+/// One modality's encoder: patch embedding, position embedding,
+/// transformer blocks and a final norm.
+pub struct Encoder {
+    embed: Linear,
+    position: ParamId,
+    blocks: Vec<TransformerBlock>,
+    norm: Norm,
+}
+
+impl Encoder {
+    fn new<B: Backend>(
+        store: &mut ParamStore<B>,
+        rng: &mut SeededRng,
+        name: &str,
+        cfg: &ModelConfig,
+        patch_len: usize,
+        tokens: usize,
+        layers: usize,
+    ) -> Result<Self> {
+        let be = store.backend().clone();
+        let embed = Linear::new(store, rng, &format!("{name}.embed"), patch_len, cfg.dim)?;
+        let pos = Tensor::from_host(&be, &[tokens, cfg.dim], &normal_vec(rng, tokens * cfg.dim, INIT_STD))?;
+        let position = store.add(&format!("{name}.position"), pos, false)?;
+        let blocks = (0..layers)
+            .map(|i| TransformerBlock::new(store, rng, &format!("{name}.blocks.{i}"), cfg))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = Norm::new(store, &format!("{name}.norm"), cfg.dim, cfg.norm_eps)?;
+        Ok(Encoder { embed, position, blocks, norm })
+    }
+
+    /// Patches `[B, N, patch_len]` → tokens `[B, N, dim]`.
+    fn forward<B: Backend>(&self, tape: &mut Tape<'_, B>, patches: Var, heads: usize) -> Result<Var> {
+        let x = self.embed.forward(tape, patches)?;
+        let pos = tape.param(self.position);
+        let mut x = broadcast_add(tape, x, pos)?;
+        for block in &self.blocks {
+            x = block.forward(tape, x, heads)?;
+        }
+        self.norm.forward(tape, x)
+    }
+}
+
+/// The embeddings one forward pass produces for a batch.
+#[derive(Clone, Copy, Debug)]
+pub struct Embeddings {
+    /// Mean-pooled audio tokens `[B, dim]`.
+    pub h_a: Var,
+    /// Mean-pooled video tokens `[B, dim]`.
+    pub h_v: Var,
+    /// Mean-pooled fused tokens `[B, dim]`.
+    pub h_f: Var,
+    /// L2-normalised audio projection `[B, proj_dim]`.
+    pub z_a: Var,
+    /// L2-normalised video projection `[B, proj_dim]`.
+    pub z_v: Var,
+    /// L2-normalised fused projection `[B, proj_dim]`.
+    pub z_f: Var,
+}
+
+/// The whole model; its parameters live in a [`ParamStore`].
+pub struct AvModel {
+    cfg: ModelConfig,
+    audio_patch: usize,
+    tubelet: (usize, usize),
+    audio: Encoder,
+    video: Encoder,
+    audio_type: ParamId,
+    video_type: ParamId,
+    fusion: Vec<TransformerBlock>,
+    fusion_norm: Norm,
+    head_a: Mlp,
+    head_v: Mlp,
+    head_f: Mlp,
+}
+
+impl AvModel {
+    /// Registers a freshly initialised model's parameters in `store`.
+    pub fn new<B: Backend>(store: &mut ParamStore<B>, model: &ModelConfig, data: &DataConfig, seed: u64) -> Result<Self> {
+        let mut rng = crate::rng::seeded(seed ^ 0x6d6f_6465_6c00);
+        let be = store.backend().clone();
+        let p = model.audio_patch;
+        let audio_tokens = (data.n_mels / p) * (data.audio_frames / p);
+        let (t, s) = (model.tubelet_frames, model.tubelet_size);
+        let video_tokens = (data.frames / t) * (data.frame_size / s) * (data.frame_size / s);
+        let audio = Encoder::new(store, &mut rng, "audio", model, p * p, audio_tokens, model.audio_layers)?;
+        let video = Encoder::new(store, &mut rng, "video", model, t * 3 * s * s, video_tokens, model.video_layers)?;
+        let d = model.dim;
+        let mut type_embedding = |name: &str, rng: &mut SeededRng| -> Result<ParamId> {
+            let t = Tensor::from_host(&be, &[1, d], &normal_vec(rng, d, INIT_STD))?;
+            store.add(name, t, false)
+        };
+        let audio_type = type_embedding("fusion.audio_type", &mut rng)?;
+        let video_type = type_embedding("fusion.video_type", &mut rng)?;
+        let fusion = (0..model.fusion_layers)
+            .map(|i| TransformerBlock::new(store, &mut rng, &format!("fusion.blocks.{i}"), model))
+            .collect::<Result<Vec<_>>>()?;
+        let fusion_norm = Norm::new(store, "fusion.norm", d, model.norm_eps)?;
+        let head = |store: &mut ParamStore<B>, rng: &mut SeededRng, name: &str| {
+            Mlp::new(store, rng, name, d, d, model.proj_dim)
+        };
+        let head_a = head(store, &mut rng, "head.audio")?;
+        let head_v = head(store, &mut rng, "head.video")?;
+        let head_f = head(store, &mut rng, "head.fused")?;
+        Ok(AvModel {
+            cfg: model.clone(),
+            audio_patch: p,
+            tubelet: (t, s),
+            audio,
+            video,
+            audio_type,
+            video_type,
+            fusion,
+            fusion_norm,
+            head_a,
+            head_v,
+            head_f,
+        })
+    }
+
+    /// Runs the model on a batch: `audio` is `[B, n_mels, audio_frames]`
+    /// (normalised log-mel), `video` is `[B, T, 3, S, S]` (normalised frames).
+    pub fn forward<B: Backend>(&self, tape: &mut Tape<'_, B>, audio: Var, video: Var) -> Result<Embeddings> {
+        let heads = self.cfg.heads;
+        let pa = patchify_spectrogram(tape, audio, self.audio_patch)?;
+        let tokens_a = self.audio.forward(tape, pa, heads)?;
+        let pv = patchify_video(tape, video, self.tubelet.0, self.tubelet.1)?;
+        let tokens_v = self.video.forward(tape, pv, heads)?;
+
+        let ta = tape.param(self.audio_type);
+        let tv = tape.param(self.video_type);
+        let typed_a = broadcast_add(tape, tokens_a, ta)?;
+        let typed_v = broadcast_add(tape, tokens_v, tv)?;
+        let mut joint = concat_tokens(tape, &[typed_a, typed_v])?;
+        for block in &self.fusion {
+            joint = block.forward(tape, joint, heads)?;
+        }
+        let joint = self.fusion_norm.forward(tape, joint)?;
+
+        let h_a = mean_pool(tape, tokens_a)?;
+        let h_v = mean_pool(tape, tokens_v)?;
+        let h_f = mean_pool(tape, joint)?;
+        let project = |tape: &mut Tape<'_, B>, head: &Mlp, h: Var| -> Result<Var> {
+            let p = head.forward(tape, h)?;
+            l2_normalize(tape, p, 1e-6)
+        };
+        let z_a = project(tape, &self.head_a, h_a)?;
+        let z_v = project(tape, &self.head_v, h_v)?;
+        let z_f = project(tape, &self.head_f, h_f)?;
+        Ok(Embeddings { h_a, h_v, h_f, z_a, z_v, z_f })
+    }
+}
