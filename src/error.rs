@@ -24,6 +24,14 @@ pub enum Error {
     /// The autograd tape was used in a way it does not support.
     #[error("autograd: {0}")]
     Autograd(String),
+    /// A file could not be read or written.
+    #[error("{path}: {detail}")]
+    Io {
+        /// The file concerned.
+        path: String,
+        /// What failed.
+        detail: String,
+    },
     /// A checkpoint could not be written, or is damaged and was not loaded.
     #[error("checkpoint {path}: {detail}")]
     Checkpoint {

@@ -14,6 +14,7 @@ pub mod eval;
 pub mod gradcheck;
 pub mod ops;
 pub mod optim;
+pub mod report;
 pub mod rng;
 pub mod synthetic;
 pub mod tensor;
