@@ -1,7 +1,9 @@
 //! The CPU backend: buffers are `Vec<f32>`, kernels are multi-threaded with
 //! rayon, matrix products go through the `gemm` crate.
 
+mod attention;
 mod matmul;
+mod softmax;
 
 pub(crate) use matmul::gemm_serial;
 
