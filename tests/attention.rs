@@ -1,8 +1,8 @@
 //! Fused attention and softmax: forwards against f64 host definitions,
 //! fused attention against the naive composition of tape ops
 //! `softmax(Q·Kᵀ·scale)·V` (outputs and gradients), and finite-difference
-//! gradient checks, at sizes that are not multiples of the 64-row tiles
-//! (129 spans three of them).
+//! gradient checks, at sizes that are not multiples of the kernel's
+//! 128-row tiles (129 spans two of them, 300 three).
 
 use diccae_engine::autograd::{ParamStore, Tape};
 use diccae_engine::backend::cpu::CpuBackend;
@@ -13,7 +13,7 @@ use diccae_engine::ops::softmax::softmax;
 use diccae_engine::rng::{normal_vec, seeded, uniform_vec};
 use diccae_engine::tensor::Tensor;
 
-const SEQS: [usize; 4] = [1, 7, 33, 129];
+const SEQS: [usize; 5] = [1, 7, 33, 129, 300];
 const HEAD_DIMS: [usize; 3] = [1, 5, 16];
 const HEADS: [usize; 2] = [1, 3];
 const BATCHES: [usize; 2] = [1, 2];
@@ -194,6 +194,7 @@ fn attention_gradients_match_finite_differences() {
         (2, 33, 3, 1),
         (1, 129, 3, 5),
         (2, 129, 1, 16),
+        (1, 300, 2, 5),
     ] {
         let inputs = vec![(
             vec![b, s, 3 * h * dh],

@@ -13,16 +13,16 @@
 
 use rayon::prelude::*;
 
-use super::softmax::{dot, exp_shift_sum, row_max};
+use super::softmax::{dot, exp_shift_sum, row_max, vectorized};
 use super::{CpuBackend, check_len, gemm_serial};
 use crate::backend::GemmSpec;
 use crate::backend::kernels::attention::{AttentionKernels, AttentionSpec};
 use crate::error::Result;
 
 /// Queries per score tile.
-const Q_TILE: usize = 64;
+const Q_TILE: usize = 128;
 /// Keys per score tile.
-const KV_TILE: usize = 64;
+const KV_TILE: usize = 128;
 /// With fewer (sequence, head) pairs than this many per thread, each head is
 /// split into chunks of tiles that run as separate tasks.
 const MIN_PAIRS_PER_THREAD: usize = 2;
@@ -128,6 +128,7 @@ fn grow(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buf[..len]
 }
 
+#[inline(always)]
 fn forward_task(qkv: &[f32], g: Geom, task: FwdTask<'_>, scr: &mut FwdScratch) {
     let FwdTask {
         pair,
@@ -231,6 +232,7 @@ struct BwdInputs<'a> {
     grad_out: &'a [f32],
 }
 
+#[inline(always)]
 fn backward_task(
     x: &BwdInputs<'_>,
     g: Geom,
@@ -399,7 +401,10 @@ impl AttentionKernels for CpuBackend {
         tasks
             .into_par_iter()
             .for_each_init(FwdScratch::default, |scr, task| {
-                forward_task(qkv, g, task, scr)
+                vectorized(
+                    #[inline(always)]
+                    || forward_task(qkv, g, task, scr),
+                )
             });
         Ok(())
     }
@@ -465,7 +470,10 @@ impl AttentionKernels for CpuBackend {
         let partial_dq: Vec<Option<Vec<f32>>> = tasks
             .into_par_iter()
             .map_init(BwdScratch::default, |scr, task| {
-                backward_task(&inputs, g, task, scr)
+                vectorized(
+                    #[inline(always)]
+                    || backward_task(&inputs, g, task, scr),
+                )
             })
             .collect();
         if chunks > 1 {

@@ -22,15 +22,9 @@ fn fast_exp(x: f32) -> f32 {
     // which then sits in the low mantissa bits.
     const ROUND: f32 = 12_582_912.0;
     // ln 2 split so that `n·LN2_HI` is exact (Cody–Waite).
-    const LN2_HI: f32 = 0.693_359_375;
+    const LN2_HI: f32 = 0.693_359_4; // exactly 355/512 as an f32
     const LN2_LO: f32 = -2.121_944_4e-4;
-    let x = if x < LO {
-        LO
-    } else if x > HI {
-        HI
-    } else {
-        x
-    };
+    let x = x.clamp(LO, HI);
     let shifted = x * std::f32::consts::LOG2_E + ROUND;
     let n = shifted - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
@@ -44,8 +38,29 @@ fn fast_exp(x: f32) -> f32 {
     p * two_n
 }
 
+/// Runs `f` compiled for AVX2 when the CPU has it (the closure is inlined
+/// into a function with those features enabled, so the slice loops it calls
+/// use 8-wide vectors), otherwise as built.
+#[inline(always)]
+pub(super) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: `avx2` only needs the AVX2 instructions it was compiled
+            // for, and the CPU was just checked to support them.
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
+}
+
 /// The largest element of a non-empty row (NaN-free rows; a NaN is skipped
 /// here but still propagates through [`exp_shift_sum`]).
+#[inline(always)]
 pub(super) fn row_max(row: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; LANES];
     let mut chunks = row.chunks_exact(LANES);
@@ -62,6 +77,7 @@ pub(super) fn row_max(row: &[f32]) -> f32 {
 }
 
 /// Replaces each `v` in `row` by `exp(v − shift)` and returns their sum.
+#[inline(always)]
 pub(super) fn exp_shift_sum(row: &mut [f32], shift: f32) -> f32 {
     let mut acc = [0.0f32; LANES];
     let mut chunks = row.chunks_exact_mut(LANES);
@@ -80,6 +96,7 @@ pub(super) fn exp_shift_sum(row: &mut [f32], shift: f32) -> f32 {
 }
 
 /// `Σ a·b` over two equally long slices.
+#[inline(always)]
 pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
     let mut ca = a.chunks_exact(LANES);
@@ -98,6 +115,7 @@ pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
     tail + acc.iter().sum::<f32>()
 }
 
+#[inline(always)]
 fn softmax_row(x: &[f32], y: &mut [f32]) {
     y.copy_from_slice(x);
     let sum = exp_shift_sum(y, row_max(x));
@@ -105,6 +123,7 @@ fn softmax_row(x: &[f32], y: &mut [f32]) {
     y.iter_mut().for_each(|v| *v *= inv);
 }
 
+#[inline(always)]
 fn softmax_grad_row(y: &[f32], dy: &[f32], dx: &mut [f32]) {
     let s = dot(y, dy);
     for ((dx, &y), &dy) in dx.iter_mut().zip(y).zip(dy) {
@@ -125,21 +144,24 @@ impl SoftmaxKernels for CpuBackend {
         if n == 0 {
             return Ok(());
         }
-        let x = &x[..n];
-        let y = &mut y[..n];
+        let (x, y) = (&x[..n], &mut y[..n]);
+        let rows_of = |x: &[f32], y: &mut [f32]| {
+            vectorized(
+                #[inline(always)]
+                || {
+                    y.chunks_exact_mut(cols)
+                        .zip(x.chunks_exact(cols))
+                        .for_each(|(y, x)| softmax_row(x, y))
+                },
+            )
+        };
         if n >= PARALLEL_MIN_ELEMS {
             let chunk = rows_per_task(rows, cols) * cols;
             y.par_chunks_mut(chunk)
                 .zip(x.par_chunks(chunk))
-                .for_each(|(y, x)| {
-                    y.chunks_exact_mut(cols)
-                        .zip(x.chunks_exact(cols))
-                        .for_each(|(y, x)| softmax_row(x, y))
-                });
+                .for_each(|(y, x)| rows_of(x, y));
         } else {
-            y.chunks_exact_mut(cols)
-                .zip(x.chunks_exact(cols))
-                .for_each(|(y, x)| softmax_row(x, y));
+            rows_of(x, y);
         }
         Ok(())
     }
@@ -161,10 +183,15 @@ impl SoftmaxKernels for CpuBackend {
         }
         let (y, dy, dx) = (&y[..n], &dy[..n], &mut dx[..n]);
         let rows_of = |y: &[f32], dy: &[f32], dx: &mut [f32]| {
-            dx.chunks_exact_mut(cols)
-                .zip(y.chunks_exact(cols))
-                .zip(dy.chunks_exact(cols))
-                .for_each(|((dx, y), dy)| softmax_grad_row(y, dy, dx))
+            vectorized(
+                #[inline(always)]
+                || {
+                    dx.chunks_exact_mut(cols)
+                        .zip(y.chunks_exact(cols))
+                        .zip(dy.chunks_exact(cols))
+                        .for_each(|((dx, y), dy)| softmax_grad_row(y, dy, dx))
+                },
+            )
         };
         if n >= PARALLEL_MIN_ELEMS {
             let chunk = rows_per_task(rows, cols) * cols;
