@@ -193,6 +193,7 @@ impl<'p, B: Backend> Tape<'p, B> {
                 continue;
             };
             let mut ctx = BackwardCtx {
+                output: node.output,
                 backend: &self.backend,
                 values: &self.values,
                 params: self.params,
@@ -223,6 +224,7 @@ fn resolve<'a, B: Backend>(
 
 /// What a [`BackwardOp`] sees: the forward values and the gradient table.
 pub struct BackwardCtx<'a, B: Backend> {
+    output: Var,
     backend: &'a B,
     values: &'a [Value<B>],
     params: &'a ParamStore<B>,
@@ -239,6 +241,12 @@ impl<B: Backend> BackwardCtx<'_, B> {
     /// The forward value of `v`.
     pub fn value(&self, v: Var) -> &Tensor<B> {
         resolve(self.values, self.params, v)
+    }
+
+    /// The output of the op being differentiated, for backwards that read
+    /// their own forward result (softmax, attention).
+    pub fn output(&self) -> Var {
+        self.output
     }
 
     /// Whether `v` needs a gradient; ops skip work for inputs that do not.

@@ -14,8 +14,10 @@ pub mod kernels;
 
 use crate::error::Result;
 
+pub use kernels::attention::{AttentionKernels, AttentionSpec};
 pub use kernels::matmul::{GemmSpec, MatmulKernels};
 pub use kernels::optim::{AdamWStep, OptimKernels};
+pub use kernels::softmax::SoftmaxKernels;
 
 /// Memory management every backend provides: allocation, host transfer and
 /// the few vector primitives the tape and optimiser need.
@@ -46,6 +48,12 @@ pub trait BackendCore: Clone + Send + Sync + 'static {
 }
 
 /// A complete backend: memory plus every kernel family the engine uses.
-pub trait Backend: BackendCore + MatmulKernels + OptimKernels {}
+pub trait Backend:
+    BackendCore + MatmulKernels + OptimKernels + AttentionKernels + SoftmaxKernels
+{
+}
 
-impl<T> Backend for T where T: BackendCore + MatmulKernels + OptimKernels {}
+impl<T> Backend for T where
+    T: BackendCore + MatmulKernels + OptimKernels + AttentionKernels + SoftmaxKernels
+{
+}

@@ -1,8 +1,10 @@
 //! The CPU backend: buffers are `Vec<f32>`, kernels are multi-threaded with
 //! rayon, matrix products go through the `gemm` crate.
 
+mod attention;
 mod matmul;
 mod optim;
+mod softmax;
 
 pub(crate) use matmul::gemm_serial;
 

@@ -3,5 +3,7 @@
 //! Buffers are contiguous row-major f32. Every method validates nothing the
 //! caller (an op in [`crate::ops`]) has already validated; ops check shapes.
 
+pub mod attention;
 pub mod matmul;
 pub mod optim;
+pub mod softmax;
