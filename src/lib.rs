@@ -7,8 +7,10 @@
 
 pub mod autograd;
 pub mod backend;
+pub mod confusion;
 pub mod error;
 pub mod gradcheck;
+pub mod kmeans;
 pub mod ops;
 pub mod rng;
 pub mod tensor;

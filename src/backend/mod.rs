@@ -14,6 +14,8 @@ pub mod kernels;
 
 use crate::error::Result;
 
+pub use kernels::class_align::{ClassAlignKernels, ClassAlignSpec};
+pub use kernels::kmeans::{KMeansKernels, KMeansSpec};
 pub use kernels::matmul::{GemmSpec, MatmulKernels};
 
 /// Memory management every backend provides: allocation, host transfer and
@@ -45,6 +47,6 @@ pub trait BackendCore: Clone + Send + Sync + 'static {
 }
 
 /// A complete backend: memory plus every kernel family the engine uses.
-pub trait Backend: BackendCore + MatmulKernels {}
+pub trait Backend: BackendCore + MatmulKernels + ClassAlignKernels + KMeansKernels {}
 
-impl<T> Backend for T where T: BackendCore + MatmulKernels {}
+impl<T> Backend for T where T: BackendCore + MatmulKernels + ClassAlignKernels + KMeansKernels {}

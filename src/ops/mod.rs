@@ -1,4 +1,5 @@
 //! Differentiable ops on the [`Tape`](crate::autograd::Tape): each checks
 //! shapes, runs its forward kernel on the backend, and records a backward.
 
+pub mod class_align;
 pub mod matmul;
