@@ -75,7 +75,7 @@ pub fn ema(w: &mut [f32], w_new: &[f32], k: usize, gamma: f32) -> Result<()> {
 /// The whole epoch-end step: `C → P → D → W_new`, then the moving average of
 /// `w` towards it. `beta ≥ 0` keeps every weight ≥ 1 when `w` starts at ones.
 pub fn update_weights(w: &mut [f32], c: &[f32], k: usize, beta: f32, gamma: f32) -> Result<()> {
-    if !(beta.is_finite() && beta >= 0.0) || !(0.0..=1.0).contains(&gamma) {
+    if !(beta.is_finite() && beta >= 0.0 && (0.0..=1.0).contains(&gamma)) {
         return Err(Error::invalid(
             OP,
             format!("beta {beta} must be ≥ 0 and gamma {gamma} in [0, 1]"),
