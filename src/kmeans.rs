@@ -209,7 +209,10 @@ pub fn kmeans<B: Backend>(
 /// later splits in the same step. When the split cluster's points are all
 /// identical, the two copies are equally near them and the lower index takes
 /// them all: the other stays empty, with a finite centroid next to them, no
-/// label points to it and its size is 0. No NaN appears in any case.
+/// label points to it and its size is 0; when the run ends right after such
+/// a split, the centroid holding the points sits `SPLIT_EPS` (relative) off
+/// them, so the inertia carries about `d·(SPLIT_EPS·|x|)²` per point. No NaN
+/// appears in any case.
 pub fn kmeans_with_init<B: Backend>(
     backend: &B,
     data: &Tensor<B>,
