@@ -3,6 +3,9 @@
 //! and the closed form of plain cross-entropy, shape/label errors, and the
 //! epoch-end weight update of `diccae_engine::confusion`.
 
+// The references are plain index loops on purpose: they spell out the definition.
+#![allow(clippy::needless_range_loop)]
+
 use diccae_engine::autograd::{ParamStore, Tape};
 use diccae_engine::backend::cpu::CpuBackend;
 use diccae_engine::confusion::{

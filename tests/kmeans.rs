@@ -2,6 +2,9 @@
 //! plain reference from the same seeding, degenerate inputs (duplicate
 //! points, empty clusters), batching, and errors.
 
+// The references are plain index loops on purpose: they spell out the definition.
+#![allow(clippy::needless_range_loop)]
+
 use diccae_engine::backend::cpu::CpuBackend;
 use diccae_engine::backend::{KMeansKernels, KMeansSpec};
 use diccae_engine::gradcheck::{all_close, test_seed};
