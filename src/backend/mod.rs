@@ -15,6 +15,8 @@ pub mod kernels;
 use crate::error::Result;
 
 pub use kernels::attention::{AttentionKernels, AttentionSpec};
+pub use kernels::class_align::{ClassAlignKernels, ClassAlignSpec};
+pub use kernels::kmeans::{KMeansKernels, KMeansSpec};
 pub use kernels::matmul::{GemmSpec, MatmulKernels};
 pub use kernels::optim::{AdamWStep, OptimKernels};
 pub use kernels::softmax::SoftmaxKernels;
@@ -49,11 +51,23 @@ pub trait BackendCore: Clone + Send + Sync + 'static {
 
 /// A complete backend: memory plus every kernel family the engine uses.
 pub trait Backend:
-    BackendCore + MatmulKernels + OptimKernels + AttentionKernels + SoftmaxKernels
+    BackendCore
+    + MatmulKernels
+    + OptimKernels
+    + AttentionKernels
+    + SoftmaxKernels
+    + ClassAlignKernels
+    + KMeansKernels
 {
 }
 
 impl<T> Backend for T where
-    T: BackendCore + MatmulKernels + OptimKernels + AttentionKernels + SoftmaxKernels
+    T: BackendCore
+        + MatmulKernels
+        + OptimKernels
+        + AttentionKernels
+        + SoftmaxKernels
+        + ClassAlignKernels
+        + KMeansKernels
 {
 }

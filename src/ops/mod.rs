@@ -2,5 +2,6 @@
 //! shapes, runs its forward kernel on the backend, and records a backward.
 
 pub mod attention;
+pub mod class_align;
 pub mod matmul;
 pub mod softmax;

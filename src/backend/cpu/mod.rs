@@ -2,6 +2,8 @@
 //! rayon, matrix products go through the `gemm` crate.
 
 mod attention;
+mod class_align;
+mod kmeans;
 mod matmul;
 mod optim;
 mod softmax;

@@ -4,6 +4,8 @@
 //! caller (an op in [`crate::ops`]) has already validated; ops check shapes.
 
 pub mod attention;
+pub mod class_align;
+pub mod kmeans;
 pub mod matmul;
 pub mod optim;
 pub mod softmax;
