@@ -15,6 +15,7 @@ pub mod kernels;
 use crate::error::Result;
 
 pub use kernels::matmul::{GemmSpec, MatmulKernels};
+use kernels::tokens::TokenKernels;
 
 /// Memory management every backend provides: allocation, host transfer and
 /// the few vector primitives the tape and optimiser need.
@@ -45,6 +46,6 @@ pub trait BackendCore: Clone + Send + Sync + 'static {
 }
 
 /// A complete backend: memory plus every kernel family the engine uses.
-pub trait Backend: BackendCore + MatmulKernels {}
+pub trait Backend: BackendCore + MatmulKernels + TokenKernels {}
 
-impl<T> Backend for T where T: BackendCore + MatmulKernels {}
+impl<T> Backend for T where T: BackendCore + MatmulKernels + TokenKernels {}

@@ -2,3 +2,4 @@
 //! shapes, runs its forward kernel on the backend, and records a backward.
 
 pub mod matmul;
+pub mod tokens;

@@ -2,6 +2,7 @@
 //! rayon, matrix products go through the `gemm` crate.
 
 mod matmul;
+mod tokens;
 
 pub(crate) use matmul::gemm_serial;
 

@@ -4,3 +4,4 @@
 //! caller (an op in [`crate::ops`]) has already validated; ops check shapes.
 
 pub mod matmul;
+pub mod tokens;
