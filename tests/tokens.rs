@@ -82,8 +82,9 @@ fn mean_ref(x: &[f32], b: usize, t: usize, d: usize) -> Vec<f32> {
 fn mean_pool_matches_definition() {
     let seed = test_seed();
     let mut rng = seeded(seed);
-    // The last size spans the parallel path.
-    for (b, t, d) in token_sizes().chain([(3, 129, 129), (1, 33, 1000)]) {
+    // The extra sizes span the parallel path and several column blocks.
+    let extra = [(3, 129, 129), (1, 33, 1000), (1, 7, 2100), (2, 9, 2100)];
+    for (b, t, d) in token_sizes().chain(extra) {
         let x = random(&mut rng, &[b, t, d]);
         let (shape, got) = forward(std::slice::from_ref(&x), |tp, v| mean_pool(tp, v[0]));
         assert_eq!(shape, vec![b, d]);
