@@ -20,6 +20,7 @@ pub use kernels::kmeans::{KMeansKernels, KMeansSpec};
 pub use kernels::matmul::{GemmSpec, MatmulKernels};
 pub use kernels::optim::{AdamWStep, OptimKernels};
 pub use kernels::softmax::SoftmaxKernels;
+use kernels::tokens::TokenKernels;
 
 /// Memory management every backend provides: allocation, host transfer and
 /// the few vector primitives the tape and optimiser need.
@@ -58,6 +59,7 @@ pub trait Backend:
     + SoftmaxKernels
     + ClassAlignKernels
     + KMeansKernels
+    + TokenKernels
 {
 }
 
@@ -69,5 +71,6 @@ impl<T> Backend for T where
         + SoftmaxKernels
         + ClassAlignKernels
         + KMeansKernels
+        + TokenKernels
 {
 }

@@ -5,3 +5,4 @@ pub mod attention;
 pub mod class_align;
 pub mod matmul;
 pub mod softmax;
+pub mod tokens;

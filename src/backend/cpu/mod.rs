@@ -7,6 +7,7 @@ mod kmeans;
 mod matmul;
 mod optim;
 mod softmax;
+mod tokens;
 
 pub(crate) use matmul::gemm_serial;
 

@@ -9,3 +9,4 @@ pub mod kmeans;
 pub mod matmul;
 pub mod optim;
 pub mod softmax;
+pub mod tokens;
