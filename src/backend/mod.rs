@@ -14,7 +14,9 @@ pub mod kernels;
 
 use crate::error::Result;
 
+pub use kernels::elementwise::ElementwiseKernels;
 pub use kernels::matmul::{GemmSpec, MatmulKernels};
+pub use kernels::norm::{LayerNormGrads, LayerNormNeeds, LayerNormStats, NormKernels, NormSpec};
 
 /// Memory management every backend provides: allocation, host transfer and
 /// the few vector primitives the tape and optimiser need.
@@ -45,6 +47,6 @@ pub trait BackendCore: Clone + Send + Sync + 'static {
 }
 
 /// A complete backend: memory plus every kernel family the engine uses.
-pub trait Backend: BackendCore + MatmulKernels {}
+pub trait Backend: BackendCore + MatmulKernels + ElementwiseKernels + NormKernels {}
 
-impl<T> Backend for T where T: BackendCore + MatmulKernels {}
+impl<T> Backend for T where T: BackendCore + MatmulKernels + ElementwiseKernels + NormKernels {}

@@ -1,7 +1,9 @@
 //! The CPU backend: buffers are `Vec<f32>`, kernels are multi-threaded with
 //! rayon, matrix products go through the `gemm` crate.
 
+mod elementwise;
 mod matmul;
+mod norm;
 
 pub(crate) use matmul::gemm_serial;
 
