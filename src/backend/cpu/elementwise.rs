@@ -100,10 +100,36 @@ fn map2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
     out
 }
 
+/// `tanh(x)` as a branch-free rational function that the compiler can
+/// vectorise (libm's `tanhf` is a scalar call, ~20× slower here): the
+/// 13/6-degree odd/even approximation of Eigen's `ptanh_float`, on inputs
+/// clamped to ±7.9053 where it reaches ±1. Error ≤ 4e-7 relative everywhere;
+/// in GELU the saturation drops a tail of `1 + tanh` below 3e-7, so for
+/// `x ≲ −4.6` the output is off by < 1e-6 and the derivative by < 5e-6.
+#[inline]
+fn tanh_rational(x: f32) -> f32 {
+    const CLAMP: f32 = 7.905_311;
+    const A: [f32; 7] = [
+        4.893_524_6e-3,
+        6.372_619_5e-4,
+        1.485_722_35e-5,
+        5.122_297_3e-8,
+        -8.604_672e-11,
+        2.000_188e-13,
+        -2.760_768_4e-16,
+    ];
+    const B: [f32; 4] = [4.893_525e-3, 2.268_434_7e-3, 1.185_347_1e-4, 1.198_258_4e-6];
+    let x = x.clamp(-CLAMP, CLAMP);
+    let x2 = x * x;
+    let p = A.iter().rev().fold(0.0, |acc, &c| acc * x2 + c) * x;
+    let q = B.iter().rev().fold(0.0, |acc, &c| acc * x2 + c);
+    p / q
+}
+
 /// `tanh(√(2/π)·(x + 0.044715·x³))`.
 #[inline]
 fn gelu_tanh(x: f32) -> f32 {
-    (GELU_K * (x + GELU_C * x * x * x)).tanh()
+    tanh_rational(GELU_K * (x + GELU_C * x * x * x))
 }
 
 impl ElementwiseKernels for CpuBackend {
