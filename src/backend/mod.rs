@@ -16,8 +16,10 @@ use crate::error::Result;
 
 pub use kernels::attention::{AttentionKernels, AttentionSpec};
 pub use kernels::class_align::{ClassAlignKernels, ClassAlignSpec};
+pub use kernels::elementwise::ElementwiseKernels;
 pub use kernels::kmeans::{KMeansKernels, KMeansSpec};
 pub use kernels::matmul::{GemmSpec, MatmulKernels};
+pub use kernels::norm::{LayerNormGrads, LayerNormNeeds, LayerNormStats, NormKernels, NormSpec};
 pub use kernels::optim::{AdamWStep, OptimKernels};
 pub use kernels::softmax::SoftmaxKernels;
 use kernels::tokens::TokenKernels;
@@ -60,6 +62,8 @@ pub trait Backend:
     + ClassAlignKernels
     + KMeansKernels
     + TokenKernels
+    + ElementwiseKernels
+    + NormKernels
 {
 }
 
@@ -72,5 +76,7 @@ impl<T> Backend for T where
         + ClassAlignKernels
         + KMeansKernels
         + TokenKernels
+        + ElementwiseKernels
+        + NormKernels
 {
 }

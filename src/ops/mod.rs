@@ -3,6 +3,8 @@
 
 pub mod attention;
 pub mod class_align;
+pub mod elementwise;
 pub mod matmul;
+pub mod norm;
 pub mod softmax;
 pub mod tokens;

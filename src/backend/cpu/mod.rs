@@ -3,8 +3,10 @@
 
 mod attention;
 mod class_align;
+mod elementwise;
 mod kmeans;
 mod matmul;
+mod norm;
 mod optim;
 mod softmax;
 mod tokens;

@@ -5,8 +5,10 @@
 
 pub mod attention;
 pub mod class_align;
+pub mod elementwise;
 pub mod kmeans;
 pub mod matmul;
+pub mod norm;
 pub mod optim;
 pub mod softmax;
 pub mod tokens;
