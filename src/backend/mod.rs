@@ -45,6 +45,18 @@ pub trait BackendCore: Clone + Send + Sync + 'static {
 }
 
 /// A complete backend: memory plus every kernel family the engine uses.
-pub trait Backend: BackendCore + MatmulKernels {}
+pub trait Backend:
+    BackendCore
+    + MatmulKernels
+    + kernels::infonce::InfoNceKernels
+    + kernels::cross_entropy::CrossEntropyKernels
+{
+}
 
-impl<T> Backend for T where T: BackendCore + MatmulKernels {}
+impl<T> Backend for T where
+    T: BackendCore
+        + MatmulKernels
+        + kernels::infonce::InfoNceKernels
+        + kernels::cross_entropy::CrossEntropyKernels
+{
+}

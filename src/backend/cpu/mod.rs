@@ -1,6 +1,8 @@
 //! The CPU backend: buffers are `Vec<f32>`, kernels are multi-threaded with
 //! rayon, matrix products go through the `gemm` crate.
 
+mod cross_entropy;
+mod infonce;
 mod matmul;
 
 pub(crate) use matmul::gemm_serial;

@@ -1,0 +1,324 @@
+//! Fused symmetric InfoNCE on the CPU.
+//!
+//! The logit matrix `S = za·zvᵀ/τ` is only ever materialised one tile at a
+//! time: `TILE_OWN × TILE_STREAM` floats (128 KiB) per task, computed with
+//! [`gemm_serial`] while rayon spreads tasks over the cores.
+//!
+//! Forward: the row tiles are split into a few contiguous groups (about two
+//! per thread). A group streams its rows' tiles across all columns, keeping a
+//! running (max, sum-of-exp) per row — finished in the group — and a running
+//! (max, sum-of-exp) per column over the group's rows. The groups' column
+//! pairs are then merged (`M = max m_g`, `Σ s_g·e^{m_g−M}`), so the column
+//! LSE costs no second pass over the tiles and `O(groups·B)` extra memory.
+//!
+//! Backward: `dza` is parallel over row tiles and `dzv` over column tiles.
+//! Each task recomputes its tiles of `S` (or `Sᵀ`), turns them in place into
+//! `p + q` from the saved LSE vectors, and multiplies by the other side's
+//! embeddings into a `TILE_OWN × d` accumulator. No task writes outside its
+//! own rows, so there are no atomics and no shared `B×B` state.
+
+use rayon::prelude::*;
+
+use super::{CpuBackend, check_len, gemm_serial};
+use crate::backend::GemmSpec;
+use crate::backend::kernels::infonce::{InfoNceGrads, InfoNceKernels, InfoNceLse, InfoNceSpec};
+use crate::error::{Error, Result};
+
+/// Rows of a tile: the embeddings a task owns.
+const TILE_OWN: usize = 128;
+/// Columns of a tile: the embeddings a task streams past its rows.
+const TILE_STREAM: usize = 256;
+/// Lanes of the vectorisable reductions.
+const LANES: usize = 8;
+
+/// `e^x` to about 2 ulp, written so loops over it vectorise (no branches,
+/// no libm call). Inputs are clamped to `[-87.3, 88.3]`, so results below
+/// `≈1e-38` come out as `≈1e-38`; NaN propagates.
+#[inline(always)]
+pub(crate) fn exp_fast(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5·2²³: adding it rounds to an integer held in the low mantissa bits.
+    const MAGIC: f32 = 12_582_912.0;
+    const MAGIC_BITS: i32 = 0x4B40_0000;
+    let x = x.clamp(-87.3, 88.3);
+    let t = x * LOG2E + MAGIC;
+    let n = t - MAGIC;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    // Cephes expf polynomial on [-ln2/2, ln2/2].
+    let p = 1.987_569_1e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5.000_000_1e-1;
+    let y = p * (r * r) + r + 1.0;
+    let e = (t.to_bits() as i32 - MAGIC_BITS + 127) << 23;
+    y * f32::from_bits(e as u32)
+}
+
+/// Largest element (−∞ for an empty slice).
+fn max_of(v: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = v.chunks_exact(LANES);
+    let mut m = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a = a.max(x);
+        }
+    }
+    for a in acc {
+        m = m.max(a);
+    }
+    m
+}
+
+/// `Σ exp(v_k − shift)`.
+fn sum_exp_shifted(v: &[f32], shift: f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = v.chunks_exact(LANES);
+    let tail: f32 = chunks
+        .remainder()
+        .iter()
+        .map(|&x| exp_fast(x - shift))
+        .sum();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += exp_fast(x - shift);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `S[..tr, ..tc] = x_rows · y_colsᵀ / τ` for `tr` rows of `x` and `tc` rows of `y`.
+fn logits_tile(x_rows: &[f32], y_cols: &[f32], d: usize, inv_tau: f32, s: &mut [f32]) {
+    let tr = x_rows.len() / d;
+    let tc = y_cols.len() / d;
+    let spec = GemmSpec {
+        alpha: inv_tau,
+        ..GemmSpec::new(tr, tc, d).transposed(false, true)
+    };
+    gemm_serial(&spec, x_rows, y_cols, s);
+}
+
+/// Running (max, sum of `exp(· − max)`) of every column, over some rows.
+struct ColStats {
+    max: Vec<f32>,
+    sum: Vec<f32>,
+    /// `Σ za_i·zv_i/τ` over the same rows, in f64.
+    diag: f64,
+}
+
+/// Forward over one group of consecutive rows starting at `row0`: writes the
+/// rows' LSE into `row_lse` and returns the group's column statistics.
+fn forward_group(
+    za: &[f32],
+    zv: &[f32],
+    spec: &InfoNceSpec,
+    row0: usize,
+    row_lse: &mut [f32],
+) -> ColStats {
+    let (b, d) = (spec.batch, spec.dim);
+    let inv_tau = 1.0 / spec.tau;
+    let mut col_max = vec![f32::NEG_INFINITY; b];
+    let mut col_sum = vec![0.0f32; b];
+    let mut tile = vec![0.0f32; TILE_OWN * TILE_STREAM];
+    let mut tile_max = [0.0f32; TILE_STREAM];
+    let mut tile_sum = [0.0f32; TILE_STREAM];
+    let mut diag = 0.0f64;
+    for (t, lse_t) in row_lse.chunks_mut(TILE_OWN).enumerate() {
+        let r0 = row0 + t * TILE_OWN;
+        let tr = lse_t.len();
+        let x_rows = &za[r0 * d..(r0 + tr) * d];
+        let mut run_max = [f32::NEG_INFINITY; TILE_OWN];
+        let mut run_sum = [0.0f32; TILE_OWN];
+        for c0 in (0..b).step_by(TILE_STREAM) {
+            let tc = (b - c0).min(TILE_STREAM);
+            let s = &mut tile[..tr * tc];
+            logits_tile(x_rows, &zv[c0 * d..(c0 + tc) * d], d, inv_tau, s);
+            // Rows: merge the tile's (max, sum) into the running pair.
+            for ((row, m_run), s_run) in s.chunks_exact(tc).zip(&mut run_max).zip(&mut run_sum) {
+                let m = m_run.max(max_of(row));
+                *s_run = *s_run * (*m_run - m).exp() + sum_exp_shifted(row, m);
+                *m_run = m;
+            }
+            // Columns: new max first, then the sum against it.
+            let cmax = &mut tile_max[..tc];
+            cmax.copy_from_slice(&col_max[c0..c0 + tc]);
+            for row in s.chunks_exact(tc) {
+                cmax.iter_mut().zip(row).for_each(|(m, &v)| *m = m.max(v));
+            }
+            let csum = &mut tile_sum[..tc];
+            csum.fill(0.0);
+            for row in s.chunks_exact(tc) {
+                csum.iter_mut()
+                    .zip(row)
+                    .zip(cmax.iter())
+                    .for_each(|((a, &v), &m)| *a += exp_fast(v - m));
+            }
+            let cols = col_max[c0..c0 + tc]
+                .iter_mut()
+                .zip(&mut col_sum[c0..c0 + tc]);
+            for ((m_run, s_run), (&m, &sum)) in cols.zip(cmax.iter().zip(csum.iter())) {
+                *s_run = *s_run * (*m_run - m).exp() + sum;
+                *m_run = m;
+            }
+        }
+        for ((l, &m), &s) in lse_t.iter_mut().zip(&run_max).zip(&run_sum) {
+            *l = m + s.ln();
+        }
+        let y_rows = &zv[r0 * d..(r0 + tr) * d];
+        for (x, y) in x_rows
+            .chunks_exact(d.max(1))
+            .zip(y_rows.chunks_exact(d.max(1)))
+        {
+            let dot: f32 = x.iter().zip(y).map(|(a, b)| a * b).sum();
+            diag += f64::from(dot * inv_tau);
+        }
+    }
+    ColStats {
+        max: col_max,
+        sum: col_sum,
+        diag,
+    }
+}
+
+/// The loss and both LSE vectors (`b ≥ 1`, slices of exactly `b·d`).
+fn forward(za: &[f32], zv: &[f32], spec: &InfoNceSpec) -> (f32, Vec<f32>, Vec<f32>) {
+    let b = spec.batch;
+    let row_tiles = b.div_ceil(TILE_OWN);
+    let groups = row_tiles.min(2 * rayon::current_num_threads()).max(1);
+    let group_rows = row_tiles.div_ceil(groups) * TILE_OWN;
+    let mut row_lse = vec![0.0f32; b];
+    let parts: Vec<ColStats> = row_lse
+        .par_chunks_mut(group_rows)
+        .enumerate()
+        .map(|(g, lse)| forward_group(za, zv, spec, g * group_rows, lse))
+        .collect();
+    let mut col_lse = vec![0.0f32; b];
+    for (j, l) in col_lse.iter_mut().enumerate() {
+        let m = parts.iter().fold(f32::NEG_INFINITY, |a, p| a.max(p.max[j]));
+        let s: f32 = parts.iter().map(|p| p.sum[j] * (p.max[j] - m).exp()).sum();
+        *l = m + s.ln();
+    }
+    let lse_sum: f64 = row_lse.iter().chain(&col_lse).map(|&l| f64::from(l)).sum();
+    let diag: f64 = parts.iter().map(|p| p.diag).sum();
+    let loss = (lse_sum - 2.0 * diag) / (2.0 * b as f64);
+    (loss as f32, row_lse, col_lse)
+}
+
+/// One side of the backward: for every row `i` of `x` (the side whose
+/// gradient this is), adds `coef·[Σ_j (e^{S_ij − own_i} + e^{S_ij − other_j})·y_j − 2·y_i]`
+/// into `out`, with `S = x·yᵀ/τ`.
+fn backward_side(
+    x: &[f32],
+    y: &[f32],
+    lse_own: &[f32],
+    lse_other: &[f32],
+    spec: &InfoNceSpec,
+    coef: f32,
+    out: &mut [f32],
+) {
+    let (b, d) = (spec.batch, spec.dim);
+    let inv_tau = 1.0 / spec.tau;
+    out.par_chunks_mut(TILE_OWN * d)
+        .enumerate()
+        .for_each(|(t, out_t)| {
+            let r0 = t * TILE_OWN;
+            let tr = out_t.len() / d;
+            let x_rows = &x[r0 * d..(r0 + tr) * d];
+            let own = &lse_own[r0..r0 + tr];
+            let mut tile = vec![0.0f32; tr * TILE_STREAM];
+            let mut acc = vec![0.0f32; tr * d];
+            for c0 in (0..b).step_by(TILE_STREAM) {
+                let tc = (b - c0).min(TILE_STREAM);
+                let y_cols = &y[c0 * d..(c0 + tc) * d];
+                let s = &mut tile[..tr * tc];
+                logits_tile(x_rows, y_cols, d, inv_tau, s);
+                let other = &lse_other[c0..c0 + tc];
+                for (row, &lo) in s.chunks_exact_mut(tc).zip(own) {
+                    row.iter_mut()
+                        .zip(other)
+                        .for_each(|(v, &lc)| *v = exp_fast(*v - lo) + exp_fast(*v - lc));
+                }
+                let beta = if c0 == 0 { 0.0 } else { 1.0 };
+                gemm_serial(&GemmSpec::new(tr, d, tc).beta(beta), s, y_cols, &mut acc);
+            }
+            let y_rows = &y[r0 * d..(r0 + tr) * d];
+            for ((o, &a), &yv) in out_t.iter_mut().zip(&acc).zip(y_rows) {
+                *o += coef * (a - 2.0 * yv);
+            }
+        });
+}
+
+/// Checks the spec and returns the exact `B·d` slices of the inputs.
+fn inputs<'a>(
+    op: &'static str,
+    spec: &InfoNceSpec,
+    za: &'a [f32],
+    zv: &'a [f32],
+) -> Result<(&'a [f32], &'a [f32])> {
+    if spec.batch == 0 {
+        return Err(Error::invalid(op, "batch of 0 pairs"));
+    }
+    if !(spec.tau > 0.0 && spec.tau.is_finite()) {
+        return Err(Error::invalid(
+            op,
+            format!("temperature {} is not positive and finite", spec.tau),
+        ));
+    }
+    let n = spec.batch * spec.dim;
+    check_len(op, "za", za, n)?;
+    check_len(op, "zv", zv, n)?;
+    Ok((&za[..n], &zv[..n]))
+}
+
+impl InfoNceKernels for CpuBackend {
+    fn infonce_fwd(
+        &self,
+        spec: &InfoNceSpec,
+        za: &Vec<f32>,
+        zv: &Vec<f32>,
+    ) -> Result<(Vec<f32>, InfoNceLse<Vec<f32>>)> {
+        let (za, zv) = inputs("infonce", spec, za, zv)?;
+        let (loss, row, col) = forward(za, zv, spec);
+        Ok((vec![loss], InfoNceLse { row, col }))
+    }
+
+    fn infonce_bwd(
+        &self,
+        spec: &InfoNceSpec,
+        za: &Vec<f32>,
+        zv: &Vec<f32>,
+        lse: &InfoNceLse<Vec<f32>>,
+        grad_loss: &Vec<f32>,
+        grads: InfoNceGrads<'_, Vec<f32>>,
+    ) -> Result<()> {
+        const OP: &str = "infonce backward";
+        let (za, zv) = inputs(OP, spec, za, zv)?;
+        let b = spec.batch;
+        check_len(OP, "row LSE", &lse.row, b)?;
+        check_len(OP, "column LSE", &lse.col, b)?;
+        check_len(OP, "loss gradient", grad_loss, 1)?;
+        let n = b * spec.dim;
+        if n == 0 {
+            return Ok(());
+        }
+        let coef = grad_loss[0] / (2.0 * b as f32 * spec.tau);
+        let (row, col) = (&lse.row[..b], &lse.col[..b]);
+        if let Some(dza) = grads.dza {
+            check_len(OP, "dza", dza, n)?;
+            backward_side(za, zv, row, col, spec, coef, &mut dza[..n]);
+        }
+        if let Some(dzv) = grads.dzv {
+            check_len(OP, "dzv", dzv, n)?;
+            // Sᵀ = zv·zaᵀ/τ: a column's own LSE is the column LSE.
+            backward_side(zv, za, col, row, spec, coef, &mut dzv[..n]);
+        }
+        Ok(())
+    }
+}
