@@ -94,6 +94,116 @@ fn sum_exp_shifted(v: &[f32], shift: f32) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// Largest spread of log-sum-exp references over which one shared reference
+/// keeps every `exp` of a tile in f32 range (`e^±60` is far from `e^±87`).
+const SHARED_SHIFT_SPAN: f32 = 60.0;
+
+/// Merges a (max, sum of `exp(· − max)`) pair into a running one.
+fn merge(m_run: &mut f32, s_run: &mut f32, m: f32, sum: f32) {
+    let top = m_run.max(m);
+    if top > f32::NEG_INFINITY {
+        *s_run = *s_run * (*m_run - top).exp() + sum * (m - top).exp();
+        *m_run = top;
+    }
+}
+
+/// Per-row and per-column (max, sum of `exp(· − max)`) of a logit tile `s`
+/// with `tc` columns; `s` is overwritten.
+///
+/// When the rows' and columns' maxima all lie within [`SHARED_SHIFT_SPAN`]
+/// of the tile's maximum, one `exp` per element against that shared maximum
+/// serves both the row and the column sums; otherwise rows and columns each
+/// take their own maximum (two `exp`s per element).
+fn tile_stats(
+    s: &mut [f32],
+    tc: usize,
+    rmax: &mut [f32],
+    rsum: &mut [f32],
+    cmax: &mut [f32],
+    csum: &mut [f32],
+) {
+    cmax.fill(f32::NEG_INFINITY);
+    for (row, rm) in s.chunks_exact(tc).zip(rmax.iter_mut()) {
+        *rm = max_of(row);
+        cmax.iter_mut().zip(row).for_each(|(m, &v)| *m = m.max(v));
+    }
+    let top = max_of(rmax);
+    let low = rmax
+        .iter()
+        .chain(cmax.iter())
+        .fold(f32::INFINITY, |a, &b| a.min(b));
+    csum.fill(0.0);
+    if top - low < SHARED_SHIFT_SPAN {
+        for (row, rs) in s.chunks_exact_mut(tc).zip(rsum.iter_mut()) {
+            row.iter_mut().for_each(|v| *v = exp_fast(*v - top));
+            *rs = sum_lanes(row);
+            csum.iter_mut().zip(row.iter()).for_each(|(a, &e)| *a += e);
+        }
+        rmax.fill(top);
+        cmax.fill(top);
+    } else {
+        for ((row, rs), &rm) in s.chunks_exact(tc).zip(rsum.iter_mut()).zip(rmax.iter()) {
+            *rs = sum_exp_shifted(row, rm);
+            csum.iter_mut()
+                .zip(row)
+                .zip(cmax.iter())
+                .for_each(|((a, &v), &m)| *a += exp_fast(v - m));
+        }
+    }
+}
+
+/// Sum of a slice in [`LANES`] interleaved partial sums.
+fn sum_lanes(v: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = v.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Overwrites a logit tile `s` (`tc` columns) with `p + q`,
+/// `p_ij = exp(s_ij − own_i)`, `q_ij = exp(s_ij − other_j)`.
+///
+/// Every logit is at most both of its LSEs, so when the tile's LSEs span
+/// less than [`SHARED_SHIFT_SPAN`] one `exp` per element suffices:
+/// `p + q = exp(s − r)·(exp(r − own_i) + exp(r − other_j))` with `r` the
+/// smallest LSE. Otherwise each term takes its own `exp`.
+fn p_plus_q(s: &mut [f32], tc: usize, own: &[f32], other: &[f32], weights: &mut [f32]) {
+    let lo = own
+        .iter()
+        .chain(other)
+        .fold(f32::INFINITY, |a, &b| a.min(b));
+    let hi = own
+        .iter()
+        .chain(other)
+        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    if hi - lo < SHARED_SHIFT_SPAN {
+        let (wr, wc) = weights.split_at_mut(own.len());
+        wr.iter_mut()
+            .zip(own)
+            .for_each(|(w, &l)| *w = (lo - l).exp());
+        let wc = &mut wc[..tc];
+        wc.iter_mut()
+            .zip(other)
+            .for_each(|(w, &l)| *w = (lo - l).exp());
+        for (row, &w) in s.chunks_exact_mut(tc).zip(wr.iter()) {
+            row.iter_mut()
+                .zip(wc.iter())
+                .for_each(|(v, &c)| *v = exp_fast(*v - lo) * (w + c));
+        }
+    } else {
+        for (row, &l) in s.chunks_exact_mut(tc).zip(own) {
+            row.iter_mut()
+                .zip(other)
+                .for_each(|(v, &lc)| *v = exp_fast(*v - l) + exp_fast(*v - lc));
+        }
+    }
+}
+
 /// `S[..tr, ..tc] = x_rows · y_colsᵀ / τ` for `tr` rows of `x` and `tc` rows of `y`.
 fn logits_tile(x_rows: &[f32], y_cols: &[f32], d: usize, inv_tau: f32, s: &mut [f32]) {
     let tr = x_rows.len() / d;
@@ -127,8 +237,8 @@ fn forward_group(
     let mut col_max = vec![f32::NEG_INFINITY; b];
     let mut col_sum = vec![0.0f32; b];
     let mut tile = vec![0.0f32; TILE_OWN * TILE_STREAM];
-    let mut tile_max = [0.0f32; TILE_STREAM];
-    let mut tile_sum = [0.0f32; TILE_STREAM];
+    let (mut tile_rmax, mut tile_rsum) = ([0.0f32; TILE_OWN], [0.0f32; TILE_OWN]);
+    let (mut tile_cmax, mut tile_csum) = ([0.0f32; TILE_STREAM], [0.0f32; TILE_STREAM]);
     let mut diag = 0.0f64;
     for (t, lse_t) in row_lse.chunks_mut(TILE_OWN).enumerate() {
         let r0 = row0 + t * TILE_OWN;
@@ -140,32 +250,18 @@ fn forward_group(
             let tc = (b - c0).min(TILE_STREAM);
             let s = &mut tile[..tr * tc];
             logits_tile(x_rows, &zv[c0 * d..(c0 + tc) * d], d, inv_tau, s);
-            // Rows: merge the tile's (max, sum) into the running pair.
-            for ((row, m_run), s_run) in s.chunks_exact(tc).zip(&mut run_max).zip(&mut run_sum) {
-                let m = m_run.max(max_of(row));
-                *s_run = *s_run * (*m_run - m).exp() + sum_exp_shifted(row, m);
-                *m_run = m;
-            }
-            // Columns: new max first, then the sum against it.
-            let cmax = &mut tile_max[..tc];
-            cmax.copy_from_slice(&col_max[c0..c0 + tc]);
-            for row in s.chunks_exact(tc) {
-                cmax.iter_mut().zip(row).for_each(|(m, &v)| *m = m.max(v));
-            }
-            let csum = &mut tile_sum[..tc];
-            csum.fill(0.0);
-            for row in s.chunks_exact(tc) {
-                csum.iter_mut()
-                    .zip(row)
-                    .zip(cmax.iter())
-                    .for_each(|((a, &v), &m)| *a += exp_fast(v - m));
+            let (rmax, rsum) = (&mut tile_rmax[..tr], &mut tile_rsum[..tr]);
+            let (cmax, csum) = (&mut tile_cmax[..tc], &mut tile_csum[..tc]);
+            tile_stats(s, tc, rmax, rsum, cmax, csum);
+            let rows = run_max.iter_mut().zip(&mut run_sum);
+            for ((m_run, s_run), (&m, &sum)) in rows.zip(rmax.iter().zip(rsum.iter())) {
+                merge(m_run, s_run, m, sum);
             }
             let cols = col_max[c0..c0 + tc]
                 .iter_mut()
                 .zip(&mut col_sum[c0..c0 + tc]);
             for ((m_run, s_run), (&m, &sum)) in cols.zip(cmax.iter().zip(csum.iter())) {
-                *s_run = *s_run * (*m_run - m).exp() + sum;
-                *m_run = m;
+                merge(m_run, s_run, m, sum);
             }
         }
         for ((l, &m), &s) in lse_t.iter_mut().zip(&run_max).zip(&run_sum) {
@@ -234,17 +330,13 @@ fn backward_side(
             let own = &lse_own[r0..r0 + tr];
             let mut tile = vec![0.0f32; tr * TILE_STREAM];
             let mut acc = vec![0.0f32; tr * d];
+            let mut weights = [0.0f32; TILE_OWN + TILE_STREAM];
             for c0 in (0..b).step_by(TILE_STREAM) {
                 let tc = (b - c0).min(TILE_STREAM);
                 let y_cols = &y[c0 * d..(c0 + tc) * d];
                 let s = &mut tile[..tr * tc];
                 logits_tile(x_rows, y_cols, d, inv_tau, s);
-                let other = &lse_other[c0..c0 + tc];
-                for (row, &lo) in s.chunks_exact_mut(tc).zip(own) {
-                    row.iter_mut()
-                        .zip(other)
-                        .for_each(|(v, &lc)| *v = exp_fast(*v - lo) + exp_fast(*v - lc));
-                }
+                p_plus_q(s, tc, own, &lse_other[c0..c0 + tc], &mut weights);
                 let beta = if c0 == 0 { 0.0 } else { 1.0 };
                 gemm_serial(&GemmSpec::new(tr, d, tc).beta(beta), s, y_cols, &mut acc);
             }
