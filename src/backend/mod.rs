@@ -56,6 +56,7 @@ pub trait BackendCore: Clone + Send + Sync + 'static {
 pub trait Backend:
     BackendCore
     + MatmulKernels
+<<<<<<< HEAD
     + OptimKernels
     + AttentionKernels
     + SoftmaxKernels
@@ -64,12 +65,17 @@ pub trait Backend:
     + TokenKernels
     + ElementwiseKernels
     + NormKernels
+=======
+    + kernels::infonce::InfoNceKernels
+    + kernels::cross_entropy::CrossEntropyKernels
+>>>>>>> other
 {
 }
 
 impl<T> Backend for T where
     T: BackendCore
         + MatmulKernels
+<<<<<<< HEAD
         + OptimKernels
         + AttentionKernels
         + SoftmaxKernels
@@ -78,5 +84,9 @@ impl<T> Backend for T where
         + TokenKernels
         + ElementwiseKernels
         + NormKernels
+=======
+        + kernels::infonce::InfoNceKernels
+        + kernels::cross_entropy::CrossEntropyKernels
+>>>>>>> other
 {
 }

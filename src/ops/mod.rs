@@ -3,7 +3,9 @@
 
 pub mod attention;
 pub mod class_align;
+pub mod cross_entropy;
 pub mod elementwise;
+pub mod infonce;
 pub mod matmul;
 pub mod norm;
 pub mod softmax;

@@ -3,7 +3,9 @@
 
 mod attention;
 mod class_align;
+mod cross_entropy;
 mod elementwise;
+mod infonce;
 mod kmeans;
 mod matmul;
 mod norm;

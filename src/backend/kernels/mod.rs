@@ -5,7 +5,9 @@
 
 pub mod attention;
 pub mod class_align;
+pub mod cross_entropy;
 pub mod elementwise;
+pub mod infonce;
 pub mod kmeans;
 pub mod matmul;
 pub mod norm;
