@@ -14,6 +14,7 @@ pub mod error;
 pub mod eval;
 pub mod gradcheck;
 pub mod kmeans;
+pub mod model;
 pub mod ops;
 pub mod optim;
 pub mod report;

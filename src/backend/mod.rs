@@ -16,13 +16,15 @@ use crate::error::Result;
 
 pub use kernels::attention::{AttentionKernels, AttentionSpec};
 pub use kernels::class_align::{ClassAlignKernels, ClassAlignSpec};
+pub use kernels::cross_entropy::{CrossEntropyKernels, CrossEntropySpec};
 pub use kernels::elementwise::ElementwiseKernels;
+pub use kernels::infonce::{InfoNceGrads, InfoNceKernels, InfoNceLse, InfoNceSpec};
 pub use kernels::kmeans::{KMeansKernels, KMeansSpec};
 pub use kernels::matmul::{GemmSpec, MatmulKernels};
 pub use kernels::norm::{LayerNormGrads, LayerNormNeeds, LayerNormStats, NormKernels, NormSpec};
 pub use kernels::optim::{AdamWStep, OptimKernels};
 pub use kernels::softmax::SoftmaxKernels;
-use kernels::tokens::TokenKernels;
+pub use kernels::tokens::{PatchSpec, TokenBlock, TokenKernels};
 
 /// Memory management every backend provides: allocation, host transfer and
 /// the few vector primitives the tape and optimiser need.
@@ -56,7 +58,6 @@ pub trait BackendCore: Clone + Send + Sync + 'static {
 pub trait Backend:
     BackendCore
     + MatmulKernels
-<<<<<<< HEAD
     + OptimKernels
     + AttentionKernels
     + SoftmaxKernels
@@ -65,17 +66,14 @@ pub trait Backend:
     + TokenKernels
     + ElementwiseKernels
     + NormKernels
-=======
-    + kernels::infonce::InfoNceKernels
-    + kernels::cross_entropy::CrossEntropyKernels
->>>>>>> other
+    + InfoNceKernels
+    + CrossEntropyKernels
 {
 }
 
 impl<T> Backend for T where
     T: BackendCore
         + MatmulKernels
-<<<<<<< HEAD
         + OptimKernels
         + AttentionKernels
         + SoftmaxKernels
@@ -84,9 +82,7 @@ impl<T> Backend for T where
         + TokenKernels
         + ElementwiseKernels
         + NormKernels
-=======
-        + kernels::infonce::InfoNceKernels
-        + kernels::cross_entropy::CrossEntropyKernels
->>>>>>> other
+        + InfoNceKernels
+        + CrossEntropyKernels
 {
 }

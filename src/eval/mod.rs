@@ -1,4 +1,6 @@
 //! Evaluation of learned representations (METHOD.md §5).
 
 pub mod assignment;
+pub mod knn;
 pub mod metrics;
+pub mod probe;
