@@ -310,7 +310,7 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         let bad = |d: String| Err(Error::invalid("config", d));
         let m = &self.model;
-        if m.heads == 0 || m.dim % m.heads != 0 {
+        if m.heads == 0 || !m.dim.is_multiple_of(m.heads) {
             return bad(format!(
                 "model.heads = {} must divide model.dim = {}",
                 m.heads, m.dim
@@ -318,8 +318,8 @@ impl Config {
         }
         let d = &self.data;
         if m.audio_patch == 0
-            || d.n_mels % m.audio_patch != 0
-            || d.audio_frames % m.audio_patch != 0
+            || !d.n_mels.is_multiple_of(m.audio_patch)
+            || !d.audio_frames.is_multiple_of(m.audio_patch)
         {
             return bad(format!(
                 "model.audio_patch = {} must divide data.n_mels = {} and data.audio_frames = {}",
@@ -328,8 +328,8 @@ impl Config {
         }
         if m.tubelet_frames == 0
             || m.tubelet_size == 0
-            || d.frames % m.tubelet_frames != 0
-            || d.frame_size % m.tubelet_size != 0
+            || !d.frames.is_multiple_of(m.tubelet_frames)
+            || !d.frame_size.is_multiple_of(m.tubelet_size)
         {
             return bad(format!(
                 "model.tubelet_frames = {} must divide data.frames = {}, and model.tubelet_size = {} data.frame_size = {}",

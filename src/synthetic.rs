@@ -156,7 +156,7 @@ impl SyntheticConfig {
     /// Checks the configuration.
     pub fn validate(&self) -> Result<()> {
         let bad = |d: String| Err(Error::invalid("synthetic dataset", d));
-        if self.n_classes < 2 || self.n_classes % 2 != 0 || self.n_classes > MAX_CLASSES {
+        if self.n_classes < 2 || !self.n_classes.is_multiple_of(2) || self.n_classes > MAX_CLASSES {
             return bad(format!(
                 "n_classes must be even, 2..={MAX_CLASSES}; got {}",
                 self.n_classes

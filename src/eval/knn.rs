@@ -22,7 +22,12 @@ pub fn cosine_similarity(queries: &[f32], candidates: &[f32], d: usize) -> Resul
     let (nq, nc) = (queries.len() / d.max(1), candidates.len() / d.max(1));
     let (q, c) = (l2_rows(queries, d), l2_rows(candidates, d));
     let mut sim = vec![0.0f32; nq * nc];
-    CpuBackend::new().gemm(&GemmSpec::new(nq, nc, d).transposed(false, true), &q, &c, &mut sim)?;
+    CpuBackend::new().gemm(
+        &GemmSpec::new(nq, nc, d).transposed(false, true),
+        &q,
+        &c,
+        &mut sim,
+    )?;
     Ok(sim)
 }
 
@@ -36,8 +41,19 @@ pub fn knn_predict(
     classes: usize,
     k: usize,
 ) -> Result<Vec<usize>> {
-    if d == 0 || train_x.len() != train_y.len() * d || test_x.len() % d != 0 || train_y.is_empty() {
-        return Err(Error::shape("knn", format!("{} training values for {} rows × {d}", train_x.len(), train_y.len())));
+    if d == 0
+        || train_x.len() != train_y.len() * d
+        || !test_x.len().is_multiple_of(d)
+        || train_y.is_empty()
+    {
+        return Err(Error::shape(
+            "knn",
+            format!(
+                "{} training values for {} rows × {d}",
+                train_x.len(),
+                train_y.len()
+            ),
+        ));
     }
     let n = train_y.len();
     let sim = cosine_similarity(test_x, train_x, d)?;
@@ -54,7 +70,9 @@ pub fn knn_predict(
             votes
                 .iter()
                 .enumerate()
-                .fold((0, f64::NEG_INFINITY), |best, (c, &v)| if v > best.1 { (c, v) } else { best })
+                .fold((0, f64::NEG_INFINITY), |best, (c, &v)| {
+                    if v > best.1 { (c, v) } else { best }
+                })
                 .0
         })
         .collect())

@@ -49,7 +49,10 @@ fn column_stats(x: &[f32], d: usize) -> (Vec<f32>, Vec<f32>) {
             *s += (f64::from(v) - m).powi(2);
         }
     }
-    let std = var.iter().map(|s| ((s / n).sqrt().max(1e-6)) as f32).collect();
+    let std = var
+        .iter()
+        .map(|s| ((s / n).sqrt().max(1e-6)) as f32)
+        .collect();
     (mean.iter().map(|&m| m as f32).collect(), std)
 }
 
@@ -77,7 +80,12 @@ pub fn linear_probe(
     cfg: &ProbeConfig,
 ) -> Result<ProbeResult> {
     let n = train_y.len();
-    if d == 0 || train_x.len() != n * d || test_x.len() != test_y.len() * d || n == 0 || test_y.is_empty() {
+    if d == 0
+        || train_x.len() != n * d
+        || test_x.len() != test_y.len() * d
+        || n == 0
+        || test_y.is_empty()
+    {
         return Err(Error::shape(
             "linear_probe",
             format!(
@@ -131,7 +139,9 @@ pub fn linear_probe(
         .map(|row| {
             row.iter()
                 .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                    if v > best.1 { (i, v) } else { best }
+                })
                 .0
         })
         .collect();

@@ -21,11 +21,25 @@ pub struct Linear {
 
 impl Linear {
     /// Registers `name.weight` (N(0, 0.02²), decayed) and `name.bias` (zeros, not decayed).
-    pub fn new<B: Backend>(store: &mut ParamStore<B>, rng: &mut SeededRng, name: &str, d_in: usize, d_out: usize) -> Result<Self> {
+    pub fn new<B: Backend>(
+        store: &mut ParamStore<B>,
+        rng: &mut SeededRng,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+    ) -> Result<Self> {
         let be = store.backend().clone();
-        let w = Tensor::from_host(&be, &[d_in, d_out], &normal_vec(rng, d_in * d_out, INIT_STD))?;
+        let w = Tensor::from_host(
+            &be,
+            &[d_in, d_out],
+            &normal_vec(rng, d_in * d_out, INIT_STD),
+        )?;
         let weight = store.add(&format!("{name}.weight"), w, true)?;
-        let bias = store.add(&format!("{name}.bias"), Tensor::zeros(&be, &[d_out])?, false)?;
+        let bias = store.add(
+            &format!("{name}.bias"),
+            Tensor::zeros(&be, &[d_out])?,
+            false,
+        )?;
         Ok(Linear { weight, bias })
     }
 
@@ -47,9 +61,18 @@ pub struct Norm {
 
 impl Norm {
     /// Registers `name.gamma` (ones) and `name.beta` (zeros).
-    pub fn new<B: Backend>(store: &mut ParamStore<B>, name: &str, dim: usize, eps: f32) -> Result<Self> {
+    pub fn new<B: Backend>(
+        store: &mut ParamStore<B>,
+        name: &str,
+        dim: usize,
+        eps: f32,
+    ) -> Result<Self> {
         let be = store.backend().clone();
-        let gamma = store.add(&format!("{name}.gamma"), Tensor::from_host(&be, &[dim], &vec![1.0; dim])?, false)?;
+        let gamma = store.add(
+            &format!("{name}.gamma"),
+            Tensor::from_host(&be, &[dim], &vec![1.0; dim])?,
+            false,
+        )?;
         let beta = store.add(&format!("{name}.beta"), Tensor::zeros(&be, &[dim])?, false)?;
         Ok(Norm { gamma, beta, eps })
     }
@@ -103,7 +126,12 @@ pub struct TransformerBlock {
 
 impl TransformerBlock {
     /// Registers the block's parameters under `name`.
-    pub fn new<B: Backend>(store: &mut ParamStore<B>, rng: &mut SeededRng, name: &str, cfg: &ModelConfig) -> Result<Self> {
+    pub fn new<B: Backend>(
+        store: &mut ParamStore<B>,
+        rng: &mut SeededRng,
+        name: &str,
+        cfg: &ModelConfig,
+    ) -> Result<Self> {
         let d = cfg.dim;
         Ok(TransformerBlock {
             norm1: Norm::new(store, &format!("{name}.norm1"), d, cfg.norm_eps)?,

@@ -39,17 +39,31 @@ impl Encoder {
     ) -> Result<Self> {
         let be = store.backend().clone();
         let embed = Linear::new(store, rng, &format!("{name}.embed"), patch_len, cfg.dim)?;
-        let pos = Tensor::from_host(&be, &[tokens, cfg.dim], &normal_vec(rng, tokens * cfg.dim, INIT_STD))?;
+        let pos = Tensor::from_host(
+            &be,
+            &[tokens, cfg.dim],
+            &normal_vec(rng, tokens * cfg.dim, INIT_STD),
+        )?;
         let position = store.add(&format!("{name}.position"), pos, false)?;
         let blocks = (0..layers)
             .map(|i| TransformerBlock::new(store, rng, &format!("{name}.blocks.{i}"), cfg))
             .collect::<Result<Vec<_>>>()?;
         let norm = Norm::new(store, &format!("{name}.norm"), cfg.dim, cfg.norm_eps)?;
-        Ok(Encoder { embed, position, blocks, norm })
+        Ok(Encoder {
+            embed,
+            position,
+            blocks,
+            norm,
+        })
     }
 
     /// Patches `[B, N, patch_len]` → tokens `[B, N, dim]`.
-    fn forward<B: Backend>(&self, tape: &mut Tape<'_, B>, patches: Var, heads: usize) -> Result<Var> {
+    fn forward<B: Backend>(
+        &self,
+        tape: &mut Tape<'_, B>,
+        patches: Var,
+        heads: usize,
+    ) -> Result<Var> {
         let x = self.embed.forward(tape, patches)?;
         let pos = tape.param(self.position);
         let mut x = broadcast_add(tape, x, pos)?;
@@ -95,15 +109,36 @@ pub struct AvModel {
 
 impl AvModel {
     /// Registers a freshly initialised model's parameters in `store`.
-    pub fn new<B: Backend>(store: &mut ParamStore<B>, model: &ModelConfig, data: &DataConfig, seed: u64) -> Result<Self> {
+    pub fn new<B: Backend>(
+        store: &mut ParamStore<B>,
+        model: &ModelConfig,
+        data: &DataConfig,
+        seed: u64,
+    ) -> Result<Self> {
         let mut rng = crate::rng::seeded(seed ^ 0x6d6f_6465_6c00);
         let be = store.backend().clone();
         let p = model.audio_patch;
         let audio_tokens = (data.n_mels / p) * (data.audio_frames / p);
         let (t, s) = (model.tubelet_frames, model.tubelet_size);
         let video_tokens = (data.frames / t) * (data.frame_size / s) * (data.frame_size / s);
-        let audio = Encoder::new(store, &mut rng, "audio", model, p * p, audio_tokens, model.audio_layers)?;
-        let video = Encoder::new(store, &mut rng, "video", model, t * 3 * s * s, video_tokens, model.video_layers)?;
+        let audio = Encoder::new(
+            store,
+            &mut rng,
+            "audio",
+            model,
+            p * p,
+            audio_tokens,
+            model.audio_layers,
+        )?;
+        let video = Encoder::new(
+            store,
+            &mut rng,
+            "video",
+            model,
+            t * 3 * s * s,
+            video_tokens,
+            model.video_layers,
+        )?;
         let d = model.dim;
         let mut type_embedding = |name: &str, rng: &mut SeededRng| -> Result<ParamId> {
             let t = Tensor::from_host(&be, &[1, d], &normal_vec(rng, d, INIT_STD))?;
@@ -139,7 +174,12 @@ impl AvModel {
 
     /// Runs the model on a batch: `audio` is `[B, n_mels, audio_frames]`
     /// (normalised log-mel), `video` is `[B, T, 3, S, S]` (normalised frames).
-    pub fn forward<B: Backend>(&self, tape: &mut Tape<'_, B>, audio: Var, video: Var) -> Result<Embeddings> {
+    pub fn forward<B: Backend>(
+        &self,
+        tape: &mut Tape<'_, B>,
+        audio: Var,
+        video: Var,
+    ) -> Result<Embeddings> {
         let heads = self.cfg.heads;
         let pa = patchify_spectrogram(tape, audio, self.audio_patch)?;
         let tokens_a = self.audio.forward(tape, pa, heads)?;
@@ -166,6 +206,13 @@ impl AvModel {
         let z_a = project(tape, &self.head_a, h_a)?;
         let z_v = project(tape, &self.head_v, h_v)?;
         let z_f = project(tape, &self.head_f, h_f)?;
-        Ok(Embeddings { h_a, h_v, h_f, z_a, z_v, z_f })
+        Ok(Embeddings {
+            h_a,
+            h_v,
+            h_f,
+            z_a,
+            z_v,
+            z_f,
+        })
     }
 }
