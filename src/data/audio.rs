@@ -34,6 +34,9 @@ pub fn load_wav(path: impl AsRef<Path>) -> Result<Vec<f32>> {
         return Err(Error::data(path, "audio file not found"));
     }
     let mut reader = hound::WavReader::open(path).map_err(|e| match e {
+        hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Error::data(path, "not a WAV file or truncated WAV header")
+        }
         hound::Error::IoError(io) => Error::data(path, format!("cannot read WAV file: {io}")),
         hound::Error::FormatError(what) => Error::data(
             path,
