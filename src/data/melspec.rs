@@ -62,9 +62,9 @@ struct MelFilter {
 /// projected on `n_mels` triangular filters whose corners are equally spaced
 /// on the HTK mel scale (`2595·log10(1 + f/700)`) from 0 Hz to 8 kHz, with
 /// weights evaluated at the bin frequencies `k·16000/512` (peak 1, no area
-/// normalisation). A filter too narrow to contain any bin (this happens for a
-/// few of the lowest filters when `n_mels` is 128) instead takes weight 1 on
-/// the bin nearest its centre, so no output row is constant.
+/// normalisation). A filter too narrow to contain any bin (with `n_mels =
+/// 128` the lowest one, 0–28 Hz, falls between bins 0 and 1) instead takes
+/// weight 1 on the bin nearest its centre, so no output row is constant.
 pub struct LogMel {
     n_mels: usize,
     window: Vec<f32>,
