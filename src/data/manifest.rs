@@ -140,8 +140,15 @@ impl Manifest {
                 continue;
             }
             let at = |detail: String| Error::data(&path, format!("line {lineno}: {detail}"));
-            let raw: RawClip =
+            let value: serde_json::Value =
                 serde_json::from_str(line).map_err(|e| at(describe_json_error(&e)))?;
+            if !value.is_object() {
+                return Err(at(format!(
+                    "expected a JSON object with keys id, audio, frames (and optionally label, \
+                     split), got {value}"
+                )));
+            }
+            let raw = RawClip::deserialize(value).map_err(|e| at(describe_json_error(&e)))?;
             if raw.id.is_empty() {
                 return Err(at("`id` is empty".into()));
             }
@@ -229,11 +236,13 @@ fn parse_frames(v: &serde_json::Value) -> std::result::Result<FrameSpec, String>
 }
 
 /// A serde_json error without its own "at line 1 column N" suffix (every
-/// manifest line is parsed alone), prefixed by what kind of error it is.
+/// manifest line is parsed alone; the column is kept when known), with
+/// syntax errors marked as invalid JSON.
 fn describe_json_error(e: &serde_json::Error) -> String {
     let msg = e.to_string();
     let msg = match msg.rfind(" at line ") {
-        Some(p) => format!("{} (column {})", &msg[..p], e.column()),
+        Some(p) if e.column() > 0 => format!("{} (column {})", &msg[..p], e.column()),
+        Some(p) => msg[..p].to_string(),
         None => msg,
     };
     match e.classify() {
