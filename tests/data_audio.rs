@@ -109,23 +109,30 @@ fn assert_data_error(err: Error, path: &Path, needle: &str) {
 fn formats_resample_to_16k_and_keep_pitch() {
     let dir = TempDir::new("audio-formats");
     let secs = 1.0;
-    // (name, rate, channels, writer)
-    let cases: Vec<(&str, u32, u16, Box<dyn Fn(&Path, &[f64])>)> = vec![
-        ("8k-mono-16.wav", 8000, 1, Box::new(|p: &Path, s: &[f64]| write_int(p, s, 8000, 1, 16))),
-        ("44k1-stereo-16.wav", 44100, 2, Box::new(|p: &Path, s: &[f64]| write_int(p, s, 44100, 2, 16))),
-        ("48k-float.wav", 48000, 1, Box::new(|p: &Path, s: &[f64]| write_float(p, s, 48000, 1))),
-        ("22k05-24.wav", 22050, 1, Box::new(|p: &Path, s: &[f64]| write_int(p, s, 22050, 1, 24))),
-        ("16k-8bit.wav", 16000, 1, Box::new(|p: &Path, s: &[f64]| write_int(p, s, 16000, 1, 8))),
-        ("32k-quad-32.wav", 32000, 4, Box::new(|p: &Path, s: &[f64]| write_int(p, s, 32000, 4, 32))),
+    // (name, rate, channels, bits; 0 bits = 32-bit float)
+    let cases = [
+        ("8k-mono-16.wav", 8000, 1, 16),
+        ("44k1-stereo-16.wav", 44100, 2, 16),
+        ("48k-float.wav", 48000, 1, 0),
+        ("22k05-24.wav", 22050, 1, 24),
+        ("16k-8bit.wav", 16000, 1, 8),
+        ("32k-quad-32.wav", 32000, 4, 32),
     ];
-    for (name, rate, _channels, write) in &cases {
+    for (name, rate, channels, bits) in cases {
         let path = dir.path(name);
-        let signal = tone(440.0, 0.5, secs, *rate);
-        write(&path, &signal);
+        let signal = tone(440.0, 0.5, secs, rate);
+        if bits == 0 {
+            write_float(&path, &signal, rate, channels);
+        } else {
+            write_int(&path, &signal, rate, channels, bits);
+        }
         let out = load_wav(&path).unwrap();
-        let expected = (signal.len() as f64 * 16000.0 / f64::from(*rate)).round() as usize;
+        let expected = (signal.len() as f64 * 16000.0 / f64::from(rate)).round() as usize;
         assert_eq!(out.len(), expected, "{name}: resampled length");
-        assert!(out.iter().all(|v| (-1.0..=1.0).contains(v)), "{name}: range");
+        assert!(
+            out.iter().all(|v| (-1.0..=1.0).contains(v)),
+            "{name}: range"
+        );
         let f = zero_crossing_freq(&out, TARGET_SAMPLE_RATE);
         assert!((f - 440.0).abs() < 1.0, "{name}: 440 Hz became {f:.2} Hz");
         // Amplitude survives resampling and channel averaging.
@@ -181,7 +188,9 @@ fn bad_files_give_errors_naming_the_file() {
 
     let random = dir.path("random.wav");
     let mut rng = seeded(7);
-    let bytes: Vec<u8> = (0..2000).map(|_| rand::Rng::random::<u8>(&mut rng)).collect();
+    let bytes: Vec<u8> = (0..2000)
+        .map(|_| rand::Rng::random::<u8>(&mut rng))
+        .collect();
     std::fs::write(&random, bytes).unwrap();
     assert_data_error(load_wav(&random).unwrap_err(), &random, "not a wav");
 

@@ -37,12 +37,17 @@ fn png_and_jpeg_decode_resize_and_normalise() {
     let dir = TempDir::new("frames-decode");
     // Left half red, right half blue, 40×20 (not square: resize ignores aspect).
     let img = RgbImage::from_fn(40, 20, |x, _| {
-        if x < 20 { Rgb([200, 10, 30]) } else { Rgb([5, 60, 250]) }
+        if x < 20 {
+            Rgb([200, 10, 30])
+        } else {
+            Rgb([5, 60, 250])
+        }
     });
     let png = dir.0.join("a.png");
     let jpg = dir.0.join("b.JPG");
     img.save(&png).unwrap();
-    img.save_with_format(&jpg, image::ImageFormat::Jpeg).unwrap();
+    img.save_with_format(&jpg, image::ImageFormat::Jpeg)
+        .unwrap();
     // A JPEG under a .png name is still decoded (format from content).
     let disguised = dir.0.join("c.png");
     std::fs::copy(&jpg, &disguised).unwrap();
@@ -58,8 +63,14 @@ fn png_and_jpeg_decode_resize_and_normalise() {
             let right = f[c * plane + 4 * s + 8];
             let want_left = normalised([200, 10, 30][c], c);
             let want_right = normalised([5, 60, 250][c], c);
-            assert!((left - want_left).abs() < tol, "{path:?} c{c}: {left} vs {want_left}");
-            assert!((right - want_right).abs() < tol, "{path:?} c{c}: {right} vs {want_right}");
+            assert!(
+                (left - want_left).abs() < tol,
+                "{path:?} c{c}: {left} vs {want_left}"
+            );
+            assert!(
+                (right - want_right).abs() < tol,
+                "{path:?} c{c}: {right} vs {want_right}"
+            );
         }
     }
 
@@ -82,11 +93,17 @@ fn png_and_jpeg_decode_resize_and_normalise() {
 
     let missing = dir.0.join("missing.png");
     let err = load_frame(&missing, 4).unwrap_err().to_string();
-    assert!(err.contains("missing.png") && err.contains("not found"), "{err}");
+    assert!(
+        err.contains("missing.png") && err.contains("not found"),
+        "{err}"
+    );
     let garbage = dir.0.join("garbage.png");
     std::fs::write(&garbage, b"definitely not an image").unwrap();
     let err = load_frame(&garbage, 4).unwrap_err().to_string();
-    assert!(err.contains("garbage.png") && err.contains("decode"), "{err}");
+    assert!(
+        err.contains("garbage.png") && err.contains("decode"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -111,9 +128,13 @@ fn frame_paths_from_list_and_directory() {
     );
 
     std::fs::create_dir_all(dir.0.join("empty")).unwrap();
-    let err = frame_paths(&FrameSpec::Dir("empty".into()), &dir.0).unwrap_err().to_string();
+    let err = frame_paths(&FrameSpec::Dir("empty".into()), &dir.0)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("empty") && err.contains("no .png"), "{err}");
-    let err = frame_paths(&FrameSpec::Dir("nowhere".into()), &dir.0).unwrap_err().to_string();
+    let err = frame_paths(&FrameSpec::Dir("nowhere".into()), &dir.0)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("nowhere"), "{err}");
 }
 
@@ -122,7 +143,10 @@ fn uniform_sampling_eval_and_train() {
     assert_eq!(sample_indices(8, 4, Sampling::Eval).unwrap(), [1, 3, 5, 7]);
     assert_eq!(sample_indices(10, 4, Sampling::Eval).unwrap(), [1, 3, 6, 8]);
     assert_eq!(sample_indices(1, 3, Sampling::Eval).unwrap(), [0, 0, 0]);
-    assert_eq!(sample_indices(3, 6, Sampling::Eval).unwrap(), [0, 0, 1, 1, 2, 2]);
+    assert_eq!(
+        sample_indices(3, 6, Sampling::Eval).unwrap(),
+        [0, 0, 1, 1, 2, 2]
+    );
     assert_eq!(sample_indices(5, 1, Sampling::Eval).unwrap(), [2]);
 
     let mut rng = seeded(1);
@@ -130,11 +154,17 @@ fn uniform_sampling_eval_and_train() {
     for _ in 0..400 {
         let idx = sample_indices(100, 4, Sampling::Train(&mut rng)).unwrap();
         for (seg, &i) in idx.iter().enumerate() {
-            assert!((25 * seg..25 * (seg + 1)).contains(&i), "segment {seg}: {i}");
+            assert!(
+                (25 * seg..25 * (seg + 1)).contains(&i),
+                "segment {seg}: {i}"
+            );
             hits[seg][i - 25 * seg] = true;
         }
     }
-    assert!(hits.iter().flatten().filter(|&&h| h).count() > 90, "jitter covers segments");
+    assert!(
+        hits.iter().flatten().filter(|&&h| h).count() > 90,
+        "jitter covers segments"
+    );
 
     assert!(sample_indices(0, 4, Sampling::Eval).is_err());
     assert!(sample_indices(4, 0, Sampling::Eval).is_err());

@@ -50,7 +50,8 @@ fn write_frame(path: &Path, shade: u8) {
     if path.extension().is_some_and(|e| e == "png") {
         img.save(path).unwrap();
     } else {
-        img.save_with_format(path, image::ImageFormat::Jpeg).unwrap();
+        img.save_with_format(path, image::ImageFormat::Jpeg)
+            .unwrap();
     }
 }
 
@@ -109,11 +110,18 @@ fn manifest_with_both_frame_forms_loads_into_features() {
     let e2 = load_clip(&m.clips[1], &cfg, Sampling::Eval).unwrap();
     assert_eq!(e1, e2);
     // Training draws from the RNG: reproducible per seed, different across seeds.
-    let t1 = loader.load(&m.clips[1], Sampling::Train(&mut seeded(1))).unwrap();
-    let t2 = loader.load(&m.clips[1], Sampling::Train(&mut seeded(1))).unwrap();
+    let t1 = loader
+        .load(&m.clips[1], Sampling::Train(&mut seeded(1)))
+        .unwrap();
+    let t2 = loader
+        .load(&m.clips[1], Sampling::Train(&mut seeded(1)))
+        .unwrap();
     assert_eq!(t1, t2);
     let differs = (2..10).any(|s| {
-        loader.load(&m.clips[1], Sampling::Train(&mut seeded(s))).unwrap() != t1
+        loader
+            .load(&m.clips[1], Sampling::Train(&mut seeded(s)))
+            .unwrap()
+            != t1
     });
     assert!(differs, "training sampling never varied");
 
@@ -149,13 +157,20 @@ fn missing_frame_names_clip_and_path() {
     std::fs::remove_file(tmp.0.join("img/a1.png")).unwrap();
     let m = Manifest::load(tmp.0.join("manifest.jsonl")).unwrap();
     let cfg = FeatureConfig::new(16, 10, 3, 4);
-    let err = load_clip(&m.clips[0], &cfg, Sampling::Eval).unwrap_err().to_string();
+    let err = load_clip(&m.clips[0], &cfg, Sampling::Eval)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("clip \"a\""), "{err}");
-    assert!(err.contains(&tmp.0.join("img/a1.png").display().to_string()), "{err}");
+    assert!(
+        err.contains(&tmp.0.join("img/a1.png").display().to_string()),
+        "{err}"
+    );
     assert!(err.contains("not found"), "{err}");
 
     std::fs::remove_file(tmp.0.join("clips/b.wav")).unwrap();
-    let err = load_clip(&m.clips[1], &cfg, Sampling::Eval).unwrap_err().to_string();
+    let err = load_clip(&m.clips[1], &cfg, Sampling::Eval)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("b.wav") && err.contains("not found"), "{err}");
 }
 
@@ -165,7 +180,10 @@ fn manifest_error(tag: &str, lines: &[&str]) -> String {
     let path = tmp.0.join("m.jsonl");
     std::fs::write(&path, lines.join("\n")).unwrap();
     let err = Manifest::load(&path).unwrap_err().to_string();
-    assert!(err.contains(&path.display().to_string()), "does not name the file: {err}");
+    assert!(
+        err.contains(&path.display().to_string()),
+        "does not name the file: {err}"
+    );
     err
 }
 
@@ -178,12 +196,18 @@ fn manifest_errors_name_file_line_and_problem() {
 
     let err = manifest_error(
         "m-unknown",
-        &[ok, r#"{"id": "y", "audio": "y.wav", "frames": "f/", "lable": "dog"}"#],
+        &[
+            ok,
+            r#"{"id": "y", "audio": "y.wav", "frames": "f/", "lable": "dog"}"#,
+        ],
     );
     assert!(err.contains("line 2") && err.contains("lable"), "{err}");
 
     let err = manifest_error("m-json", &[ok, "", r#"{"id": "y", "audio": "#]);
-    assert!(err.contains("line 3") && err.contains("invalid JSON"), "{err}");
+    assert!(
+        err.contains("line 3") && err.contains("invalid JSON"),
+        "{err}"
+    );
 
     let err = manifest_error("m-noid", &[r#"{"audio": "y.wav", "frames": "f/"}"#]);
     assert!(err.contains("line 1") && err.contains("`id`"), "{err}");
@@ -191,25 +215,40 @@ fn manifest_errors_name_file_line_and_problem() {
     assert!(err.contains("line 1") && err.contains("`audio`"), "{err}");
     let err = manifest_error("m-noframes", &[r#"{"id": "y", "audio": "y.wav"}"#]);
     assert!(err.contains("line 1") && err.contains("`frames`"), "{err}");
-    let err = manifest_error("m-badframes", &[r#"{"id": "y", "audio": "y.wav", "frames": []}"#]);
+    let err = manifest_error(
+        "m-badframes",
+        &[r#"{"id": "y", "audio": "y.wav", "frames": []}"#],
+    );
     assert!(err.contains("line 1") && err.contains("frames"), "{err}");
 
     let err = manifest_error("m-dup", &[ok, ok]);
-    assert!(err.contains("line 2") && err.contains("duplicate id \"x\""), "{err}");
+    assert!(
+        err.contains("line 2") && err.contains("duplicate id \"x\""),
+        "{err}"
+    );
     assert!(err.contains("line 1)"), "{err}");
 
     let err = manifest_error(
         "m-split",
         &[r#"{"id": "y", "audio": "y.wav", "frames": "f/", "split": "val"}"#],
     );
-    assert!(err.contains("line 1") && err.contains("unknown split \"val\""), "{err}");
+    assert!(
+        err.contains("line 1") && err.contains("unknown split \"val\""),
+        "{err}"
+    );
 
     let err = manifest_error("m-notobj", &["[1, 2]"]);
-    assert!(err.contains("line 1") && err.contains("JSON object"), "{err}");
+    assert!(
+        err.contains("line 1") && err.contains("JSON object"),
+        "{err}"
+    );
 
     let tmp = TempDir::new("m-none");
     let err = Manifest::load(&tmp.0).unwrap_err().to_string();
-    assert!(err.contains("manifest.jsonl") && err.contains("not found"), "{err}");
+    assert!(
+        err.contains("manifest.jsonl") && err.contains("not found"),
+        "{err}"
+    );
 }
 
 #[test]

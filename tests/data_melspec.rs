@@ -85,7 +85,10 @@ fn frame_count_formula() {
     }
     assert_eq!(LogMel::num_frames(0), 0);
     for frames in [1, 2, 7, 100] {
-        assert_eq!(LogMel::num_frames(LogMel::samples_for_frames(frames)), frames);
+        assert_eq!(
+            LogMel::num_frames(LogMel::samples_for_frames(frames)),
+            frames
+        );
     }
     let lm = LogMel::new(40).unwrap();
     for len in [1, 400, 561, 16000, 48000] {
@@ -102,7 +105,10 @@ fn silence_is_log_eps() {
     let lm = LogMel::new(64).unwrap();
     let out = lm.compute(&vec![0.0; 16000]).unwrap();
     let floor = LOG_EPS.ln();
-    assert!(out.iter().all(|&v| v == floor), "expected ln(1e-6) = {floor}");
+    assert!(
+        out.iter().all(|&v| v == floor),
+        "expected ln(1e-6) = {floor}"
+    );
 }
 
 #[test]
@@ -115,7 +121,9 @@ fn tone_energy_peaks_in_its_mel_band() {
             let frames = LogMel::num_frames(x.len());
             for t in [0, frames / 2, frames - 1] {
                 let col: Vec<f32> = (0..n_mels).map(|m| spec[m * frames + t]).collect();
-                let peak = (0..n_mels).max_by(|&a, &b| col[a].total_cmp(&col[b])).unwrap();
+                let peak = (0..n_mels)
+                    .max_by(|&a, &b| col[a].total_cmp(&col[b]))
+                    .unwrap();
                 let (lo, _, hi) = lm.band_hz(peak).unwrap();
                 assert!(
                     (lo as f64) < freq && freq < hi as f64,
@@ -173,7 +181,11 @@ fn parallel_path_matches_serial_path() {
     let short = lm.compute(&x[..short_len]).unwrap();
     let (fl, fs) = (LogMel::num_frames(x.len()), 50);
     for m in 0..64 {
-        assert_eq!(&long[m * fl..m * fl + fs], &short[m * fs..(m + 1) * fs], "band {m}");
+        assert_eq!(
+            &long[m * fl..m * fl + fs],
+            &short[m * fs..(m + 1) * fs],
+            "band {m}"
+        );
     }
 }
 
@@ -188,16 +200,30 @@ fn norm_stats_match_direct_moments_and_round_trip() {
     let all: Vec<f64> = specs.iter().flatten().map(|&v| f64::from(v)).collect();
     let mean = all.iter().sum::<f64>() / all.len() as f64;
     let std = (all.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / all.len() as f64).sqrt();
-    assert!((f64::from(stats.mean) - mean).abs() < 1e-5, "{} vs {mean}", stats.mean);
-    assert!((f64::from(stats.std) - std).abs() < 1e-5, "{} vs {std}", stats.std);
+    assert!(
+        (f64::from(stats.mean) - mean).abs() < 1e-5,
+        "{} vs {mean}",
+        stats.mean
+    );
+    assert!(
+        (f64::from(stats.std) - std).abs() < 1e-5,
+        "{} vs {std}",
+        stats.std
+    );
 
     let mut normed: Vec<f32> = specs.concat();
     stats.apply(&mut normed);
     let m = normed.iter().map(|&v| f64::from(v)).sum::<f64>() / normed.len() as f64;
-    let s = (normed.iter().map(|&v| (f64::from(v) - m).powi(2)).sum::<f64>()
+    let s = (normed
+        .iter()
+        .map(|&v| (f64::from(v) - m).powi(2))
+        .sum::<f64>()
         / normed.len() as f64)
         .sqrt();
-    assert!(m.abs() < 1e-5 && (s - 1.0).abs() < 1e-5, "mean {m}, std {s}");
+    assert!(
+        m.abs() < 1e-5 && (s - 1.0).abs() < 1e-5,
+        "mean {m}, std {s}"
+    );
 
     let json = serde_json::to_string(&stats).unwrap();
     let back: NormStats = serde_json::from_str(&json).unwrap();

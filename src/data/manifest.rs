@@ -49,7 +49,7 @@ impl Split {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
-        if h % 5 == 0 {
+        if h.is_multiple_of(5) {
             Split::Test
         } else {
             Split::Train

@@ -323,7 +323,7 @@ impl NormStats {
             ));
         }
         let std = (m2 / n).sqrt();
-        if !(std > 0.0) {
+        if std <= 0.0 || !std.is_finite() {
             return Err(Error::invalid(
                 "NormStats::from_spectrograms",
                 format!("all spectrogram values equal {mean}; the standard deviation is zero"),
