@@ -48,6 +48,14 @@ pub enum Error {
         /// What failed.
         detail: String,
     },
+    /// Input data (a WAV file, an image, a manifest) is missing or malformed.
+    #[error("{path}: {detail}")]
+    Data {
+        /// The file (or directory) at fault.
+        path: String,
+        /// What is wrong with it.
+        detail: String,
+    },
 }
 
 /// The crate-wide result type.
@@ -58,6 +66,14 @@ impl Error {
     pub fn shape(op: &'static str, detail: impl Into<String>) -> Self {
         Error::Shape {
             op,
+            detail: detail.into(),
+        }
+    }
+
+    /// A data error about the file at `path`.
+    pub fn data(path: impl AsRef<std::path::Path>, detail: impl Into<String>) -> Self {
+        Error::Data {
+            path: path.as_ref().display().to_string(),
             detail: detail.into(),
         }
     }
