@@ -118,6 +118,9 @@ pub struct DiccaeConfig {
     /// The cluster terms start only once L_ins is below this fraction of
     /// its chance value ln(B).
     pub chance_gate: f32,
+    /// A clustering round whose normalised cluster-size entropy falls below
+    /// this is treated as collapsed: the cluster terms pause until the next round.
+    pub min_size_entropy: f32,
 }
 
 /// Evaluation.
@@ -209,6 +212,7 @@ impl Config {
                 w_momentum: 0.9,
                 beta_max: 1.0,
                 chance_gate: 0.9,
+                min_size_entropy: 0.6,
             },
             eval: EvalConfig {
                 knn_k: 20,

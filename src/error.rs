@@ -40,6 +40,9 @@ pub enum Error {
         /// What is wrong.
         detail: String,
     },
+    /// Training cannot go on (e.g. the loss stayed non-finite).
+    #[error("training stopped: {0}")]
+    Training(String),
     /// A backend (device) failed.
     #[error("backend {backend}: {detail}")]
     Backend {

@@ -22,5 +22,6 @@ pub mod report;
 pub mod rng;
 pub mod synthetic;
 pub mod tensor;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -17,17 +17,9 @@ use std::f32::consts::PI;
 use rand::Rng;
 use rayon::prelude::*;
 
+use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::rng::{SeededRng, seeded};
-
-/// Which part of the dataset a clip belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Split {
-    /// Pretraining (and linear-probe training) clips.
-    Train,
-    /// Held-out evaluation clips.
-    Test,
-}
 
 /// Size and shape of the built-in dataset.
 #[derive(Clone, Debug, PartialEq)]

@@ -9,7 +9,7 @@ use crate::autograd::{ParamId, ParamStore, Tape, Var};
 use crate::backend::Backend;
 use crate::config::{DataConfig, ModelConfig};
 use crate::error::Result;
-use crate::ops::elementwise::broadcast_add;
+use crate::ops::elementwise::{bias_add, broadcast_add};
 use crate::ops::norm::l2_normalize;
 use crate::ops::tokens::{concat_tokens, mean_pool, patchify_spectrogram, patchify_video};
 use crate::rng::{SeededRng, normal_vec};
@@ -141,7 +141,7 @@ impl AvModel {
         )?;
         let d = model.dim;
         let mut type_embedding = |name: &str, rng: &mut SeededRng| -> Result<ParamId> {
-            let t = Tensor::from_host(&be, &[1, d], &normal_vec(rng, d, INIT_STD))?;
+            let t = Tensor::from_host(&be, &[d], &normal_vec(rng, d, INIT_STD))?;
             store.add(name, t, false)
         };
         let audio_type = type_embedding("fusion.audio_type", &mut rng)?;
@@ -188,8 +188,8 @@ impl AvModel {
 
         let ta = tape.param(self.audio_type);
         let tv = tape.param(self.video_type);
-        let typed_a = broadcast_add(tape, tokens_a, ta)?;
-        let typed_v = broadcast_add(tape, tokens_v, tv)?;
+        let typed_a = bias_add(tape, tokens_a, ta)?;
+        let typed_v = bias_add(tape, tokens_v, tv)?;
         let mut joint = concat_tokens(tape, &[typed_a, typed_v])?;
         for block in &self.fusion {
             joint = block.forward(tape, joint, heads)?;

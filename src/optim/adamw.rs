@@ -1,7 +1,7 @@
 //! AdamW with decoupled weight decay, skipped for parameters registered
 //! without decay (biases, norm gains).
 
-use crate::autograd::{Grads, ParamStore};
+use crate::autograd::{Grads, ParamId, ParamStore};
 use crate::backend::Backend;
 use crate::backend::kernels::optim::AdamWStep;
 use crate::error::{Error, Result};
@@ -57,6 +57,21 @@ impl<B: Backend> AdamW<B> {
     /// Number of steps taken.
     pub fn step_count(&self) -> u64 {
         self.step
+    }
+
+    /// The moments `(m, v)` of a parameter, once it has been updated.
+    pub fn moments(&self, id: ParamId) -> Option<(&B::Buf, &B::Buf)> {
+        self.moments
+            .get(id.index())
+            .and_then(|s| s.as_ref())
+            .map(|(m, v)| (m, v))
+    }
+
+    /// Restores the state a checkpoint saved: the step count and, per
+    /// parameter (by index), its moments if it had any.
+    pub fn restore(&mut self, step: u64, moments: Vec<Option<(B::Buf, B::Buf)>>) {
+        self.step = step;
+        self.moments = moments;
     }
 
     /// One update of every parameter that has a gradient in `grads`, at

@@ -1,0 +1,222 @@
+//! Evaluation of an encoder on a dataset (METHOD.md §5): linear probes per
+//! modality, kNN, retrieval and confusion diagnostics.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::EvalConfig;
+use crate::error::Result;
+use crate::eval::knn::{cosine_similarity, knn_predict};
+use crate::eval::metrics::recall_at_k;
+use crate::eval::probe::{ProbeConfig, linear_probe};
+use crate::train::embed::SplitEmbeddings;
+use crate::train::features::Dataset;
+
+/// Top-1 and top-5 accuracy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TopK {
+    /// Top-1 accuracy in [0, 1].
+    pub top1: f64,
+    /// Top-5 accuracy in [0, 1].
+    pub top5: f64,
+}
+
+/// Linear-probe accuracy per feature.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProbeScores {
+    /// On pooled audio tokens `h_a`.
+    pub audio: TopK,
+    /// On pooled video tokens `h_v`.
+    pub video: TopK,
+    /// On pooled fused tokens `h_f`.
+    pub fused: TopK,
+}
+
+/// kNN top-1 accuracy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KnnScores {
+    /// On `h_f`.
+    pub fused: KnnTop1,
+}
+
+/// One top-1 figure.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KnnTop1 {
+    /// Top-1 accuracy in [0, 1].
+    pub top1: f64,
+}
+
+/// Recall at 1, 5 and 10.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Recall {
+    /// R@1.
+    pub r1: f64,
+    /// R@5.
+    pub r5: f64,
+    /// R@10.
+    pub r10: f64,
+}
+
+/// Cross-modal retrieval on the test split (a clip's own other modality is the match).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RetrievalScores {
+    /// Audio queries, video candidates.
+    pub audio_to_video: Recall,
+    /// Video queries, audio candidates.
+    pub video_to_audio: Recall,
+}
+
+/// A pair of classes and how the fused probe mixes them up.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairScore {
+    /// First class index.
+    pub a: usize,
+    /// Second class index.
+    pub b: usize,
+    /// `name(a) / name(b)`.
+    pub names: String,
+    /// Fraction of the two classes' test clips predicted as the other one.
+    pub confusion_rate: f64,
+    /// Among test clips of either class predicted as either class, the
+    /// fraction predicted correctly (1 = never mixed up).
+    pub pair_accuracy: f64,
+}
+
+/// Everything an evaluation measured. Absent fields need labels.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Linear probes (labelled data only).
+    pub linear_probe: Option<ProbeScores>,
+    /// kNN (labelled data only).
+    pub knn: Option<KnnScores>,
+    /// Retrieval R@k.
+    pub retrieval: RetrievalScores,
+    /// The most confused class pairs of the fused probe, worst first.
+    pub most_confused: Vec<PairScore>,
+    /// The dataset's known confusable pairs (built-in data).
+    pub known_pairs: Vec<PairScore>,
+    /// Mean pair accuracy over the known confusable pairs.
+    pub known_pairs_accuracy: Option<f64>,
+    /// Row-normalised confusion matrix `[C, C]` of the fused probe on the test split.
+    pub confusion_matrix: Vec<f64>,
+}
+
+fn pair_score(a: usize, b: usize, truth: &[usize], pred: &[usize], names: &[String]) -> PairScore {
+    let (mut total, mut swapped, mut within, mut within_ok) = (0usize, 0usize, 0usize, 0usize);
+    for (&t, &p) in truth.iter().zip(pred) {
+        if t != a && t != b {
+            continue;
+        }
+        total += 1;
+        let other = if t == a { b } else { a };
+        if p == other {
+            swapped += 1;
+        }
+        if p == a || p == b {
+            within += 1;
+            if p == t {
+                within_ok += 1;
+            }
+        }
+    }
+    PairScore {
+        a,
+        b,
+        names: format!(
+            "{} / {}",
+            names.get(a).map_or("?", String::as_str),
+            names.get(b).map_or("?", String::as_str)
+        ),
+        confusion_rate: swapped as f64 / total.max(1) as f64,
+        pair_accuracy: within_ok as f64 / within.max(1) as f64,
+    }
+}
+
+fn recall(sim: &[f32], n: usize) -> Recall {
+    Recall {
+        r1: recall_at_k(sim, n, 1),
+        r5: recall_at_k(sim, n, 5),
+        r10: recall_at_k(sim, n, 10),
+    }
+}
+
+/// Evaluates embeddings of the training and test splits.
+pub fn evaluate(
+    data: &Dataset,
+    train: &SplitEmbeddings,
+    test: &SplitEmbeddings,
+    dim: usize,
+    proj_dim: usize,
+    cfg: &EvalConfig,
+) -> Result<Evaluation> {
+    let n_test = data.test.len();
+    let a2v = cosine_similarity(&test.z_a, &test.z_v, proj_dim)?;
+    let v2a = cosine_similarity(&test.z_v, &test.z_a, proj_dim)?;
+    let mut ev = Evaluation {
+        retrieval: RetrievalScores {
+            audio_to_video: recall(&a2v, n_test),
+            video_to_audio: recall(&v2a, n_test),
+        },
+        ..Evaluation::default()
+    };
+    let (Some(ytr), Some(yte)) = (&data.train.labels, &data.test.labels) else {
+        return Ok(ev);
+    };
+    let classes = data.classes.len();
+    let probe_cfg = ProbeConfig {
+        steps: cfg.probe_epochs,
+        lr: cfg.probe_lr,
+        weight_decay: cfg.probe_weight_decay,
+    };
+    let probe = |tr: &[f32], te: &[f32]| linear_probe(tr, ytr, te, yte, dim, classes, &probe_cfg);
+    let audio = probe(&train.h_a, &test.h_a)?;
+    let video = probe(&train.h_v, &test.h_v)?;
+    let fused = probe(&train.h_f, &test.h_f)?;
+    let top = |r: &crate::eval::probe::ProbeResult| TopK {
+        top1: r.top1,
+        top5: r.top5,
+    };
+    ev.linear_probe = Some(ProbeScores {
+        audio: top(&audio),
+        video: top(&video),
+        fused: top(&fused),
+    });
+    let knn_pred = knn_predict(&train.h_f, ytr, &test.h_f, dim, classes, cfg.knn_k)?;
+    let knn_top1 =
+        knn_pred.iter().zip(yte).filter(|(p, t)| p == t).count() as f64 / n_test.max(1) as f64;
+    ev.knn = Some(KnnScores {
+        fused: KnnTop1 { top1: knn_top1 },
+    });
+
+    let pred = &fused.predictions;
+    let mut counts = vec![0.0f64; classes * classes];
+    for (&t, &p) in yte.iter().zip(pred) {
+        counts[t * classes + p] += 1.0;
+    }
+    for row in counts.chunks_exact_mut(classes) {
+        let s: f64 = row.iter().sum();
+        if s > 0.0 {
+            row.iter_mut().for_each(|v| *v /= s);
+        }
+    }
+    ev.confusion_matrix = counts;
+    let mut pairs: Vec<PairScore> = (0..classes)
+        .flat_map(|a| ((a + 1)..classes).map(move |b| (a, b)))
+        .map(|(a, b)| pair_score(a, b, yte, pred, &data.classes))
+        .filter(|p| p.confusion_rate > 0.0)
+        .collect();
+    pairs.sort_by(|x, y| y.confusion_rate.total_cmp(&x.confusion_rate));
+    pairs.truncate(5);
+    ev.most_confused = pairs;
+    ev.known_pairs = data
+        .confusable_pairs
+        .iter()
+        .map(|&(a, b)| pair_score(a, b, yte, pred, &data.classes))
+        .collect();
+    if !ev.known_pairs.is_empty() {
+        ev.known_pairs_accuracy = Some(
+            ev.known_pairs.iter().map(|p| p.pair_accuracy).sum::<f64>()
+                / ev.known_pairs.len() as f64,
+        );
+    }
+    Ok(ev)
+}

@@ -1,0 +1,261 @@
+//! A dataset held in memory as model inputs: every clip decoded once
+//! (log-mel spectrogram and frames), normalised, and gathered into batches.
+//!
+//! Decoding runs in parallel before training starts, with a progress bar;
+//! a clip that cannot be decoded is skipped, counted and named, never
+//! silently dropped. Training-time augmentation (a horizontal flip of the
+//! frames) happens when a batch is gathered.
+
+use std::path::Path;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::Rng;
+use rayon::prelude::*;
+
+use crate::config::Config;
+use crate::data::{
+    ClipFeatures, ClipLoader, FeatureConfig, IMAGENET_MEAN, IMAGENET_STD, LogMel, Manifest,
+    NormStats, Sampling, Split, fit_length, flip_horizontal,
+};
+use crate::error::{Error, Result};
+use crate::rng::SeededRng;
+use crate::synthetic::{SyntheticConfig, class_names, confusable_pairs};
+
+/// The inputs of one split, row-major and contiguous.
+#[derive(Clone, Debug, Default)]
+pub struct FeatureSet {
+    /// Clip ids.
+    pub ids: Vec<String>,
+    /// Normalised log-mel spectrograms `[N, n_mels, audio_frames]`.
+    pub audio: Vec<f32>,
+    /// Normalised frames `[N, T, 3, S, S]`.
+    pub video: Vec<f32>,
+    /// Class of every clip, when the whole split is labelled.
+    pub labels: Option<Vec<usize>>,
+}
+
+impl FeatureSet {
+    /// Number of clips.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// True when the split has no clips.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Copies the clips `idx` into one audio and one video batch, mirroring
+    /// each clip's frames with probability ½ when an RNG is given.
+    pub fn gather(
+        &self,
+        idx: &[usize],
+        frame_size: usize,
+        flip: Option<&mut SeededRng>,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let (na, nv) = (self.audio.len() / self.len(), self.video.len() / self.len());
+        let mut audio = Vec::with_capacity(idx.len() * na);
+        let mut video = Vec::with_capacity(idx.len() * nv);
+        let mut flip = flip;
+        for &i in idx {
+            audio.extend_from_slice(&self.audio[i * na..(i + 1) * na]);
+            let start = video.len();
+            video.extend_from_slice(&self.video[i * nv..(i + 1) * nv]);
+            if let Some(rng) = flip.as_deref_mut()
+                && rng.random_bool(0.5)
+            {
+                for frame in video[start..].chunks_exact_mut(3 * frame_size * frame_size) {
+                    flip_horizontal(frame, frame_size);
+                }
+            }
+        }
+        (audio, video)
+    }
+
+    fn push(&mut self, clip: ClipFeatures) {
+        self.ids.push(clip.id);
+        self.audio.extend_from_slice(&clip.audio);
+        self.video.extend_from_slice(&clip.video);
+        match (&mut self.labels, clip.label) {
+            (Some(l), Some(y)) => l.push(y),
+            (labels, _) => *labels = None,
+        }
+    }
+}
+
+/// A dataset ready for training and evaluation.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    /// Where it came from ("built-in synthetic" or the manifest path).
+    pub name: String,
+    /// Pretraining split.
+    pub train: FeatureSet,
+    /// Held-out split.
+    pub test: FeatureSet,
+    /// Class names (empty when unlabelled).
+    pub classes: Vec<String>,
+    /// Log-mel normalisation computed on the training split.
+    pub norm: NormStats,
+    /// Pairs of classes known to be confusable (the built-in data's pairs).
+    pub confusable_pairs: Vec<(usize, usize)>,
+    /// Clips that could not be decoded: `id: reason`.
+    pub skipped: Vec<String>,
+}
+
+fn progress(len: usize, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg:>12} [{bar:30}] {pos}/{len} clips ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// ImageNet normalisation of frames in [0, 1], layout `[.., 3, S, S]`.
+fn normalise_frames(frames: &mut [f32], size: usize) {
+    let plane = size * size;
+    for rgb in frames.chunks_exact_mut(3 * plane) {
+        for (c, ch) in rgb.chunks_exact_mut(plane).enumerate() {
+            ch.iter_mut()
+                .for_each(|v| *v = (*v - IMAGENET_MEAN[c]) / IMAGENET_STD[c]);
+        }
+    }
+}
+
+fn normalise_audio(set: &mut FeatureSet, norm: &NormStats) {
+    norm.apply(&mut set.audio);
+}
+
+/// Statistics of the training spectrograms.
+fn audio_stats(set: &FeatureSet, per_clip: usize) -> Result<NormStats> {
+    NormStats::from_spectrograms(set.audio.chunks(per_clip.max(1)))
+}
+
+/// The built-in synthetic dataset at the configured sizes.
+pub fn synthetic(cfg: &Config) -> Result<Dataset> {
+    let d = &cfg.data;
+    let samples = LogMel::samples_for_frames(d.audio_frames);
+    let syn = SyntheticConfig {
+        n_classes: d.synthetic_classes,
+        train_per_class: d.synthetic_train_per_class,
+        test_per_class: d.synthetic_test_per_class,
+        duration_s: samples as f32 / 16_000.0,
+        sample_rate: 16_000,
+        frames: d.frames,
+        frame_size: d.frame_size,
+        seed: cfg.train.seed,
+    };
+    syn.validate()?;
+    let logmel = LogMel::new(d.n_mels)?;
+    let make = |split: Split, what: &str| -> Result<FeatureSet> {
+        let n = syn.per_class(split) * syn.n_classes;
+        let bar = progress(n, what);
+        let clips: Vec<Result<ClipFeatures>> = (0..n)
+            .into_par_iter()
+            .map(|i| {
+                let c = syn.clip(split, i % syn.n_classes, i / syn.n_classes);
+                let audio = logmel.compute(&fit_length(&c.audio, samples, Sampling::Eval))?;
+                let mut video = c.frames;
+                normalise_frames(&mut video, d.frame_size);
+                bar.inc(1);
+                Ok(ClipFeatures {
+                    id: c.id,
+                    audio,
+                    video,
+                    label: Some(c.label),
+                })
+            })
+            .collect();
+        bar.finish_and_clear();
+        let mut set = FeatureSet {
+            labels: Some(Vec::new()),
+            ..FeatureSet::default()
+        };
+        for c in clips {
+            set.push(c?);
+        }
+        Ok(set)
+    };
+    let mut train = make(Split::Train, "synthetic")?;
+    let mut test = make(Split::Test, "synthetic")?;
+    let norm = audio_stats(&train, d.n_mels * d.audio_frames)?;
+    normalise_audio(&mut train, &norm);
+    normalise_audio(&mut test, &norm);
+    Ok(Dataset {
+        name: "built-in synthetic".into(),
+        train,
+        test,
+        classes: class_names(syn.n_classes),
+        norm,
+        confusable_pairs: confusable_pairs(syn.n_classes),
+        skipped: Vec::new(),
+    })
+}
+
+/// A dataset described by a JSON-lines manifest (a file, or a directory
+/// holding `manifest.jsonl`).
+pub fn from_manifest(path: &Path, cfg: &Config) -> Result<Dataset> {
+    let manifest = Manifest::load(path)?;
+    let d = &cfg.data;
+    let mut features = FeatureConfig::new(d.n_mels, d.audio_frames, d.frames, d.frame_size);
+    features.random_flip = false;
+    let loader = ClipLoader::new(features)?;
+    let mut skipped = Vec::new();
+    let mut load = |split: Split, what: &str| -> Result<FeatureSet> {
+        let clips: Vec<_> = manifest.split(split).collect();
+        let bar = progress(clips.len(), what);
+        let loaded: Vec<(String, Result<ClipFeatures>)> = clips
+            .par_iter()
+            .map(|c| {
+                let r = loader.load(c, Sampling::Eval);
+                bar.inc(1);
+                (c.id.clone(), r)
+            })
+            .collect();
+        bar.finish_and_clear();
+        let mut set = FeatureSet {
+            labels: Some(Vec::new()),
+            ..FeatureSet::default()
+        };
+        for (id, r) in loaded {
+            match r {
+                Ok(c) => set.push(c),
+                Err(e) => skipped.push(format!("{id}: {e}")),
+            }
+        }
+        Ok(set)
+    };
+    let mut train = load(Split::Train, "train clips")?;
+    let mut test = load(Split::Test, "test clips")?;
+    for (set, name) in [(&train, "train"), (&test, "test")] {
+        if set.is_empty() {
+            return Err(Error::data(
+                &manifest.path,
+                format!(
+                    "no usable {name} clips ({} skipped); give some lines \"split\": \"{name}\" or check the errors above",
+                    skipped.len()
+                ),
+            ));
+        }
+    }
+    let norm = audio_stats(&train, d.n_mels * d.audio_frames)?;
+    normalise_audio(&mut train, &norm);
+    normalise_audio(&mut test, &norm);
+    if manifest.classes.is_empty() {
+        train.labels = None;
+        test.labels = None;
+    }
+    Ok(Dataset {
+        name: manifest.path.display().to_string(),
+        train,
+        test,
+        classes: manifest.classes.clone(),
+        norm,
+        confusable_pairs: Vec::new(),
+        skipped,
+    })
+}

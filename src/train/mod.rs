@@ -1,0 +1,10 @@
+//! Pretraining: the in-memory dataset, the cluster state of DICCAE and the
+//! training loop.
+
+pub mod clusters;
+pub mod embed;
+pub mod evaluate;
+pub mod features;
+pub mod metrics;
+pub mod summary;
+pub mod trainer;

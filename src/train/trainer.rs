@@ -1,0 +1,766 @@
+//! The DICCAE pretraining loop (METHOD.md §3): instance contrast from the
+//! start; once the instance loss has left chance, periodic k-means on the
+//! fused embeddings, class-level alignment and the confusion-aware loss with
+//! ramped weights; a checkpoint every epoch; evaluation at the end.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::autograd::{ParamStore, Tape};
+use crate::backend::Backend;
+use crate::backend::cpu::CpuBackend;
+use crate::checkpoint::{self, Checkpoint, HostTensor};
+use crate::config::Config;
+use crate::confusion::ramp;
+use crate::error::{Error, Result};
+use crate::kmeans::KMeansConfig;
+use crate::model::AvModel;
+use crate::ops::class_align::class_align;
+use crate::ops::elementwise::{add, scale};
+use crate::ops::infonce::infonce;
+use crate::optim::{AdamW, AdamWConfig, WarmupCosine, clip_grad_norm};
+use crate::rng::seeded;
+use crate::tensor::Tensor;
+use crate::train::clusters::{ClusterSnapshot, ClusterState, MODALITIES};
+use crate::train::embed::{SplitEmbeddings, embed_split};
+use crate::train::evaluate::{Evaluation, evaluate};
+use crate::train::features::{self, Dataset};
+use crate::train::metrics::MetricsLog;
+use crate::train::summary::{Summary, write_outputs};
+
+/// How to run `train`.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// The run directory (created if needed).
+    pub out: PathBuf,
+    /// A manifest file or directory; `None` = the built-in synthetic data.
+    pub data: Option<PathBuf>,
+    /// Continue from the run directory's latest checkpoint.
+    pub resume: bool,
+    /// Print nothing but errors (used by `ablate`).
+    pub quiet: bool,
+}
+
+/// Means of one epoch's logged values.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 0-based epoch.
+    pub epoch: usize,
+    /// Total loss.
+    pub loss: f64,
+    /// Instance contrast L_ins.
+    pub l_ins: f64,
+    /// Class-level alignment L_cls, when active.
+    pub l_cls: Option<f64>,
+    /// Confusion-aware loss L_conf, when active.
+    pub l_conf: Option<f64>,
+    /// Weight of L_cls this epoch.
+    pub lambda_cls: f32,
+    /// Weight of L_conf this epoch.
+    pub lambda_conf: f32,
+    /// Confusion boost β this epoch.
+    pub beta: f32,
+    /// Learning rate at the epoch's last step.
+    pub lr: f32,
+    /// Mean gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Steps rejected for a non-finite loss or gradient.
+    pub rejected_steps: usize,
+    /// Training throughput.
+    pub clips_per_second: f64,
+    /// Wall time of the epoch.
+    pub seconds: f64,
+}
+
+/// Everything of a run's progress that is not a tensor.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct RunState {
+    epochs_done: usize,
+    steps_done: u64,
+    gate_epoch: Option<usize>,
+    history: Vec<EpochRecord>,
+    random_init: Option<Evaluation>,
+    seconds: f64,
+}
+
+/// A finished run.
+pub struct TrainOutcome {
+    /// What the final evaluation measured.
+    pub summary: Summary,
+    /// Where everything was written.
+    pub run_dir: PathBuf,
+}
+
+/// Accumulates one epoch's scalars.
+#[derive(Default)]
+struct EpochSums {
+    steps: usize,
+    loss: f64,
+    l_ins: f64,
+    l_cls: f64,
+    l_conf: f64,
+    grad_norm: f64,
+    clips: usize,
+    rejected: usize,
+}
+
+/// The shapes of one clip's inputs.
+struct InputShapes {
+    audio: Vec<usize>,
+    video: Vec<usize>,
+}
+
+fn with_batch(n: usize, shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![n];
+    s.extend_from_slice(shape);
+    s
+}
+
+fn scalar<B: Backend>(be: &B, t: &Tensor<B>) -> Result<f64> {
+    Ok(f64::from(
+        t.to_host(be)?.first().copied().unwrap_or(f32::NAN),
+    ))
+}
+
+/// Trains and evaluates as `cfg` says; see [`TrainOptions`].
+pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
+    train_on(CpuBackend::new(), cfg, opts)
+}
+
+fn say(opts: &TrainOptions, line: impl AsRef<str>) {
+    if !opts.quiet {
+        println!("{}", line.as_ref());
+    }
+}
+
+fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
+    let started = Instant::now();
+    let out = &opts.out;
+    std::fs::create_dir_all(out).map_err(|e| Error::Io {
+        path: out.display().to_string(),
+        detail: format!("cannot create the run directory: {e}"),
+    })?;
+    let ckpt_dir = out.join("checkpoints");
+    let resume_from = if opts.resume {
+        Some(checkpoint::latest(&ckpt_dir)?.ok_or_else(|| {
+            Error::Training(format!(
+                "--resume: no checkpoint in {}; start the run without --resume",
+                ckpt_dir.display()
+            ))
+        })?)
+    } else {
+        None
+    };
+    let dataset = match &opts.data {
+        Some(p) => features::from_manifest(p, cfg)?,
+        None => features::synthetic(cfg)?,
+    };
+    report_dataset(opts, out, &dataset)?;
+    if dataset.train.len() < 2 {
+        return Err(Error::Training(format!(
+            "{} has {} usable training clips; contrastive learning needs at least 2",
+            dataset.name,
+            dataset.train.len()
+        )));
+    }
+    write_text(&out.join("config.toml"), &cfg.to_toml()?)?;
+
+    let mut store = ParamStore::new(backend.clone());
+    let model = AvModel::new(&mut store, &cfg.model, &cfg.data, cfg.train.seed)?;
+    let shapes = InputShapes {
+        audio: vec![cfg.data.n_mels, cfg.data.audio_frames],
+        video: vec![cfg.data.frames, 3, cfg.data.frame_size, cfg.data.frame_size],
+    };
+    let t = &cfg.train;
+    let mut opt = AdamW::new(AdamWConfig {
+        beta1: t.beta1,
+        beta2: t.beta2,
+        eps: 1e-8,
+        weight_decay: t.weight_decay,
+    });
+    let mut state = RunState::default();
+    let mut clusters: Option<ClusterState<B>> = None;
+    if let Some(path) = &resume_from {
+        let ckpt = checkpoint::load(path)?;
+        state = restore(&ckpt, &mut store, &mut opt, &mut clusters, cfg)?;
+        say(
+            opts,
+            format!(
+                "resumed from {} after epoch {}",
+                path.display(),
+                state.epochs_done
+            ),
+        );
+    }
+    let mut metrics = MetricsLog::open(&out.join("metrics.jsonl"), state.epochs_done)?;
+    let n_params = store.numel();
+    say(
+        opts,
+        format!(
+            "model: {n_params} parameters ({} tensors), backend {} with {} threads",
+            store.len(),
+            backend.name(),
+            rayon::current_num_threads()
+        ),
+    );
+
+    if state.random_init.is_none() {
+        say(
+            opts,
+            "evaluating the randomly initialised encoder (reference point)",
+        );
+        let (tr, te) = embed_both(&model, &store, &dataset, cfg, &shapes)?;
+        state.random_init = Some(evaluate(
+            &dataset,
+            &tr,
+            &te,
+            cfg.model.dim,
+            cfg.model.proj_dim,
+            &cfg.eval,
+        )?);
+    }
+
+    let batch = t.batch_size.min(dataset.train.len());
+    let steps_per_epoch = dataset.train.len() / batch;
+    let total = (steps_per_epoch * t.epochs) as u64;
+    let sched = WarmupCosine {
+        peak: t.lr,
+        floor: t.min_lr,
+        warmup: (t.warmup_epochs * steps_per_epoch as f32) as u64,
+        total,
+    };
+    let c = &cfg.diccae;
+    let k = if c.clusters > 0 {
+        c.clusters
+    } else {
+        dataset.classes.len().max(2)
+    };
+    let wants_clusters = c.lambda_cls > 0.0 || c.lambda_conf > 0.0;
+    let chance = (batch as f64).ln();
+
+    for epoch in state.epochs_done..t.epochs {
+        let epoch_start = Instant::now();
+        // Clustering rounds (METHOD.md §3.2), once the gate is open.
+        if let Some(g) = state.gate_epoch
+            && wants_clusters
+            && (epoch - g) % c.recluster_every == 0
+        {
+            let tr = embed_split(
+                &model,
+                &store,
+                &dataset.train,
+                batch,
+                (&shapes.audio, &shapes.video),
+            )?;
+            let km = KMeansConfig {
+                k,
+                iters: c.kmeans_iters,
+                seed: t.seed ^ epoch as u64,
+            };
+            let next = ClusterState::recluster(
+                clusters.take(),
+                &backend,
+                [&tr.z_a, &tr.z_v, &tr.z_f],
+                cfg.model.proj_dim,
+                k,
+                &km,
+                epoch,
+                dataset.train.labels.as_deref(),
+            )?;
+            if let Some(r) = next.last_round() {
+                metrics.write(&json!({ "kind": "cluster", "round": r }))?;
+                say(
+                    opts,
+                    format!(
+                        "  clustering at epoch {epoch}: K={k}, size entropy {:.3}{}{}",
+                        r.size_entropy,
+                        r.nmi.map_or(String::new(), |v| format!(", NMI {v:.3}")),
+                        r.stability
+                            .map_or(String::new(), |v| format!(", stable {:.0}%", 100.0 * v)),
+                    ),
+                );
+            }
+            clusters = Some(next);
+        }
+        let active = clusters
+            .as_ref()
+            .and_then(|s| s.last_round())
+            .is_some_and(|r| r.size_entropy >= f64::from(c.min_size_entropy));
+        let (lambda_cls, lambda_conf, beta) = match state.gate_epoch {
+            Some(g) if active => (
+                ramp(epoch + 1, g, c.ramp_epochs, c.lambda_cls),
+                ramp(epoch + 1, g, c.ramp_epochs, c.lambda_conf),
+                ramp(epoch + 1, g, c.ramp_epochs, c.beta_max),
+            ),
+            _ => (0.0, 0.0, 0.0),
+        };
+
+        let mut order: Vec<usize> = (0..dataset.train.len()).collect();
+        order.shuffle(&mut seeded(
+            t.seed.wrapping_mul(31).wrapping_add(epoch as u64 + 1),
+        ));
+        let bar = if opts.quiet {
+            ProgressBar::hidden()
+        } else {
+            let b = ProgressBar::new(steps_per_epoch as u64);
+            b.set_style(
+                ProgressStyle::with_template("epoch {prefix:>3} [{bar:30}] {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            b.set_prefix(format!("{}", epoch + 1));
+            b
+        };
+        let mut sums = EpochSums::default();
+        let mut consecutive_bad = 0usize;
+        let mut lr = 0.0f32;
+        let train_set = &dataset.train;
+        let frame_size = cfg.data.frame_size;
+        std::thread::scope(|scope| -> Result<()> {
+            // Batches are gathered (and augmented) on a background thread.
+            let (tx, rx) = sync_channel(2);
+            let seed = t.seed ^ 0xa5a5 ^ ((epoch as u64) << 20);
+            let order = &order;
+            scope.spawn(move || {
+                let mut rng = seeded(seed);
+                for chunk in order.chunks(batch).take(steps_per_epoch) {
+                    let (a, v) = train_set.gather(chunk, frame_size, Some(&mut rng));
+                    if tx.send((chunk.to_vec(), a, v)).is_err() {
+                        break;
+                    }
+                }
+            });
+            for (idx, audio, video) in rx {
+                lr = sched.lr(state.steps_done);
+                let n = idx.len();
+                let mut tape = Tape::new(&store);
+                let a = tape.constant(Tensor::from_host(
+                    &backend,
+                    &with_batch(n, &shapes.audio),
+                    &audio,
+                )?);
+                let v = tape.constant(Tensor::from_host(
+                    &backend,
+                    &with_batch(n, &shapes.video),
+                    &video,
+                )?);
+                let e = model.forward(&mut tape, a, v)?;
+                let l_ins = infonce(&mut tape, e.z_a, e.z_v, c.tau)?;
+                let mut total = l_ins;
+                let (mut cls_var, mut conf_var) = (None, None);
+                if let Some(state_c) = clusters.as_mut().filter(|_| active) {
+                    let labels = state_c.batch_labels(&backend, &idx)?;
+                    if lambda_cls > 0.0 {
+                        let la = class_align(
+                            &mut tape,
+                            e.z_a,
+                            state_c.prototypes(1),
+                            &labels,
+                            None,
+                            c.tau_c,
+                            None,
+                        )?;
+                        let lv = class_align(
+                            &mut tape,
+                            e.z_v,
+                            state_c.prototypes(0),
+                            &labels,
+                            None,
+                            c.tau_c,
+                            None,
+                        )?;
+                        let both = add(&mut tape, la, lv)?;
+                        let l_cls = scale(&mut tape, both, 0.5)?;
+                        let weighted = scale(&mut tape, l_cls, lambda_cls)?;
+                        total = add(&mut tape, total, weighted)?;
+                        cls_var = Some(l_cls);
+                    }
+                    if lambda_conf > 0.0 {
+                        let (protos, w, confusion) = state_c.confusion_inputs();
+                        let l_conf = class_align(
+                            &mut tape,
+                            e.z_f,
+                            protos,
+                            &labels,
+                            Some(w),
+                            c.tau_c,
+                            Some(confusion),
+                        )?;
+                        let weighted = scale(&mut tape, l_conf, lambda_conf)?;
+                        total = add(&mut tape, total, weighted)?;
+                        conf_var = Some(l_conf);
+                    }
+                }
+                let loss = scalar(&backend, tape.value(total))?;
+                let ins = scalar(&backend, tape.value(l_ins))?;
+                let cls = cls_var
+                    .map(|v| scalar(&backend, tape.value(v)))
+                    .transpose()?;
+                let conf = conf_var
+                    .map(|v| scalar(&backend, tape.value(v)))
+                    .transpose()?;
+                let mut reject = |reason: String, sums: &mut EpochSums| -> Result<()> {
+                    sums.rejected += 1;
+                    consecutive_bad += 1;
+                    metrics.write(&json!({ "kind": "rejected_step", "epoch": epoch, "step": state.steps_done, "reason": reason }))?;
+                    bar.suspend(|| {
+                        eprintln!(
+                            "warning: epoch {} step {}: {reason}; step skipped",
+                            epoch + 1,
+                            state.steps_done
+                        )
+                    });
+                    if consecutive_bad >= 5 {
+                        return Err(Error::Training(format!(
+                            "5 consecutive steps were non-finite at epoch {} (last: {reason}); the last good checkpoint is kept in {}; try a lower train.lr (now {})",
+                            epoch + 1,
+                            ckpt_dir.display(),
+                            t.lr
+                        )));
+                    }
+                    Ok(())
+                };
+                if !loss.is_finite() {
+                    reject(format!("loss is {loss}"), &mut sums)?;
+                    continue;
+                }
+                let z_host = if active {
+                    Some([e.z_a, e.z_v, e.z_f].map(|z| tape.value(z).to_host(&backend)))
+                } else {
+                    None
+                };
+                let mut grads = tape.backward(total)?;
+                drop(tape);
+                let norm = clip_grad_norm(&store, &mut grads, t.grad_clip)?;
+                if !norm.is_finite() {
+                    reject(format!("gradient norm is {norm}"), &mut sums)?;
+                    continue;
+                }
+                consecutive_bad = 0;
+                opt.step(&mut store, &grads, lr)?;
+                if let (Some(state_c), Some([za, zv, zf])) = (clusters.as_mut(), z_host) {
+                    state_c.ema_update(&backend, &idx, [&za?, &zv?, &zf?], c.proto_momentum)?;
+                }
+                state.steps_done += 1;
+                sums.steps += 1;
+                sums.clips += n;
+                sums.loss += loss;
+                sums.l_ins += ins;
+                sums.l_cls += cls.unwrap_or(0.0);
+                sums.l_conf += conf.unwrap_or(0.0);
+                sums.grad_norm += norm;
+                let rate = sums.clips as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
+                bar.set_message(format!("loss {loss:.4} (L_ins {ins:.4}) {rate:.0} clips/s"));
+                bar.inc(1);
+            }
+            Ok(())
+        })?;
+        bar.finish_and_clear();
+        if sums.steps == 0 {
+            return Err(Error::Training(format!(
+                "epoch {} completed no step",
+                epoch + 1
+            )));
+        }
+        if let Some(state_c) = clusters.as_mut().filter(|_| active && lambda_conf > 0.0) {
+            state_c.end_epoch(&backend, beta, c.w_momentum)?;
+        }
+        let s = sums.steps as f64;
+        let seconds = epoch_start.elapsed().as_secs_f64();
+        let record = EpochRecord {
+            epoch,
+            loss: sums.loss / s,
+            l_ins: sums.l_ins / s,
+            l_cls: (lambda_cls > 0.0).then_some(sums.l_cls / s),
+            l_conf: (lambda_conf > 0.0).then_some(sums.l_conf / s),
+            lambda_cls,
+            lambda_conf,
+            beta,
+            lr,
+            grad_norm: sums.grad_norm / s,
+            rejected_steps: sums.rejected,
+            clips_per_second: sums.clips as f64 / seconds.max(1e-9),
+            seconds,
+        };
+        say(
+            opts,
+            format!(
+                "epoch {:>3}/{}: loss {:.4}  L_ins {:.4}{}{}  lr {:.2e}  {:.0} clips/s  {:.1}s",
+                epoch + 1,
+                t.epochs,
+                record.loss,
+                record.l_ins,
+                record
+                    .l_cls
+                    .map_or(String::new(), |v| format!("  L_cls {v:.4}")),
+                record
+                    .l_conf
+                    .map_or(String::new(), |v| format!("  L_conf {v:.4}")),
+                lr,
+                record.clips_per_second,
+                seconds
+            ),
+        );
+        metrics.write(&json!({ "kind": "epoch", "record": &record }))?;
+        if state.gate_epoch.is_none()
+            && epoch + 1 >= c.warmup_epochs
+            && record.l_ins < f64::from(c.chance_gate) * chance
+        {
+            state.gate_epoch = Some(epoch + 1);
+            if wants_clusters {
+                say(
+                    opts,
+                    format!(
+                        "  L_ins left chance (ln B = {chance:.3}): cluster terms start at epoch {}",
+                        epoch + 2
+                    ),
+                );
+            }
+        }
+        state.history.push(record);
+        state.epochs_done = epoch + 1;
+        save_checkpoint(
+            &ckpt_dir,
+            &store,
+            &opt,
+            clusters.as_ref(),
+            &state,
+            cfg,
+            started,
+        )?;
+    }
+
+    say(opts, "evaluating the pretrained encoder");
+    let (tr, te) = embed_both(&model, &store, &dataset, cfg, &shapes)?;
+    let final_eval = evaluate(
+        &dataset,
+        &tr,
+        &te,
+        cfg.model.dim,
+        cfg.model.proj_dim,
+        &cfg.eval,
+    )?;
+    let summary = Summary::new(
+        cfg,
+        &dataset,
+        final_eval,
+        state.random_init.clone().unwrap_or_default(),
+        clusters.as_ref().map(|s| s.export()),
+        &state.history,
+        state.seconds + started.elapsed().as_secs_f64(),
+        n_params,
+    );
+    metrics.write(&json!({ "kind": "summary", "summary": &summary }))?;
+    write_outputs(out, &summary, &state.history)?;
+    Ok(TrainOutcome {
+        summary,
+        run_dir: out.clone(),
+    })
+}
+
+fn embed_both<B: Backend>(
+    model: &AvModel,
+    store: &ParamStore<B>,
+    data: &Dataset,
+    cfg: &Config,
+    shapes: &InputShapes,
+) -> Result<(SplitEmbeddings, SplitEmbeddings)> {
+    let b = cfg.train.batch_size.max(1);
+    Ok((
+        embed_split(model, store, &data.train, b, (&shapes.audio, &shapes.video))?,
+        embed_split(model, store, &data.test, b, (&shapes.audio, &shapes.video))?,
+    ))
+}
+
+fn write_text(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        detail: format!("cannot write: {e}"),
+    })
+}
+
+fn report_dataset(opts: &TrainOptions, out: &Path, d: &Dataset) -> Result<()> {
+    say(
+        opts,
+        format!(
+            "data: {} ({} train / {} test clips, {} classes)",
+            d.name,
+            d.train.len(),
+            d.test.len(),
+            d.classes.len()
+        ),
+    );
+    if !d.skipped.is_empty() {
+        let path = out.join("skipped.txt");
+        write_text(&path, &(d.skipped.join("\n") + "\n"))?;
+        eprintln!(
+            "warning: skipped {} clips that could not be read (all listed in {}):",
+            d.skipped.len(),
+            path.display()
+        );
+        for s in d.skipped.iter().take(5) {
+            eprintln!("  {s}");
+        }
+    }
+    Ok(())
+}
+
+fn save_checkpoint<B: Backend>(
+    dir: &Path,
+    store: &ParamStore<B>,
+    opt: &AdamW<B>,
+    clusters: Option<&ClusterState<B>>,
+    state: &RunState,
+    cfg: &Config,
+    started: Instant,
+) -> Result<()> {
+    let be = store.backend();
+    let mut tensors = BTreeMap::new();
+    for id in store.ids() {
+        let name = store.name(id);
+        let value = store.get(id);
+        let data = value.to_host(be)?;
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Training(format!(
+                "parameter {name} holds {} at element {i}; not writing a poisoned checkpoint",
+                data[i]
+            )));
+        }
+        tensors.insert(
+            format!("param.{name}"),
+            HostTensor {
+                shape: value.shape().to_vec(),
+                data,
+            },
+        );
+        if let Some((m, v)) = opt.moments(id) {
+            for (kind, buf) in [("m", m), ("v", v)] {
+                tensors.insert(
+                    format!("adam.{kind}.{name}"),
+                    HostTensor {
+                        shape: value.shape().to_vec(),
+                        data: be.download(buf)?,
+                    },
+                );
+            }
+        }
+    }
+    let snapshot = clusters.map(|c| c.export());
+    if let Some(s) = &snapshot {
+        for (m, p) in MODALITIES.iter().zip(&s.prototypes) {
+            tensors.insert(
+                format!("cluster.prototypes.{m}"),
+                HostTensor {
+                    shape: vec![s.k, s.dim],
+                    data: p.clone(),
+                },
+            );
+        }
+        tensors.insert(
+            "cluster.centroids".into(),
+            HostTensor {
+                shape: vec![s.k, s.dim],
+                data: s.centroids.clone(),
+            },
+        );
+        tensors.insert(
+            "cluster.weights".into(),
+            HostTensor {
+                shape: vec![s.k, s.k],
+                data: s.weights.clone(),
+            },
+        );
+    }
+    let mut saved = state.clone();
+    saved.seconds += started.elapsed().as_secs_f64();
+    let body = json!({
+        "format": "diccae-engine checkpoint 1",
+        "config": cfg.to_toml()?,
+        "run": saved,
+        "adam_step": opt.step_count(),
+        "cluster": snapshot.map(|s| json!({ "k": s.k, "dim": s.dim, "labels": s.labels, "rounds": s.rounds })),
+    });
+    checkpoint::save(
+        dir,
+        &format!("epoch-{:04}", state.epochs_done),
+        &Checkpoint {
+            tensors,
+            state: body,
+        },
+    )?;
+    Ok(())
+}
+
+fn restore<B: Backend>(
+    ckpt: &Checkpoint,
+    store: &mut ParamStore<B>,
+    opt: &mut AdamW<B>,
+    clusters: &mut Option<ClusterState<B>>,
+    cfg: &Config,
+) -> Result<RunState> {
+    let bad = |d: String| Error::Training(format!("cannot resume: {d}"));
+    let saved_cfg = ckpt.state["config"]
+        .as_str()
+        .ok_or_else(|| bad("checkpoint has no config".into()))?;
+    if saved_cfg != cfg.to_toml()? {
+        return Err(bad(
+            "the configuration differs from the checkpoint's; resume with the run's own config.toml".into(),
+        ));
+    }
+    let be = store.backend().clone();
+    let mut moments = Vec::new();
+    for id in store.ids().collect::<Vec<_>>() {
+        let name = store.name(id).to_string();
+        let t = ckpt
+            .tensors
+            .get(&format!("param.{name}"))
+            .ok_or_else(|| bad(format!("parameter {name} is missing")))?;
+        if t.shape != store.get(id).shape() {
+            return Err(bad(format!(
+                "parameter {name} has shape {:?}, the model {:?}",
+                t.shape,
+                store.get(id).shape()
+            )));
+        }
+        *store.get_mut(id) = Tensor::from_host(&be, &t.shape, &t.data)?;
+        let m = ckpt.tensors.get(&format!("adam.m.{name}"));
+        let v = ckpt.tensors.get(&format!("adam.v.{name}"));
+        moments.push(match (m, v) {
+            (Some(m), Some(v)) => Some((be.upload(&m.data)?, be.upload(&v.data)?)),
+            _ => None,
+        });
+    }
+    opt.restore(ckpt.state["adam_step"].as_u64().unwrap_or(0), moments);
+    if let Some(c) = ckpt.state.get("cluster").filter(|c| !c.is_null()) {
+        let get = |n: &str| {
+            ckpt.tensors
+                .get(n)
+                .map(|t| t.data.clone())
+                .ok_or_else(|| bad(format!("{n} is missing")))
+        };
+        let snapshot = ClusterSnapshot {
+            k: c["k"].as_u64().unwrap_or(0) as usize,
+            dim: c["dim"].as_u64().unwrap_or(0) as usize,
+            labels: serde_json::from_value(c["labels"].clone())
+                .map_err(|e| bad(format!("cluster labels: {e}")))?,
+            centroids: get("cluster.centroids")?,
+            prototypes: [
+                get("cluster.prototypes.audio")?,
+                get("cluster.prototypes.video")?,
+                get("cluster.prototypes.fused")?,
+            ],
+            weights: get("cluster.weights")?,
+            rounds: serde_json::from_value(c["rounds"].clone())
+                .map_err(|e| bad(format!("cluster rounds: {e}")))?,
+        };
+        *clusters = Some(ClusterState::restore(&be, snapshot)?);
+    }
+    serde_json::from_value(ckpt.state["run"].clone()).map_err(|e| bad(format!("run state: {e}")))
+}
