@@ -115,6 +115,9 @@ const CLASSES: [ClassSpec; 10] = [
     (Motion::Orbit, false, Sound::FmTone, false),
 ];
 
+/// Sub-frame samples of the exposure window (motion blur).
+const EXPOSURE_SAMPLES: usize = 9;
+
 /// The largest number of classes the built-in dataset has.
 pub const MAX_CLASSES: usize = CLASSES.len();
 
@@ -137,6 +140,12 @@ pub fn class_names(n_classes: usize) -> Vec<String> {
             format!("{motion}-{shape}-{sound}{pitch}")
         })
         .collect()
+}
+
+/// The loudness envelope of a clip's sound at time `t` (seconds): loudest
+/// when the object is at its motion's positive extreme, never silent.
+pub fn sound_envelope(t: f32, rate_hz: f32, phase: f32) -> f32 {
+    0.15 + 0.85 * (0.5 + 0.5 * (2.0 * PI * rate_hz * t + phase).sin()).powi(2)
 }
 
 /// The confusable class pairs `(2q, 2q+1)`.
@@ -200,7 +209,7 @@ impl SyntheticConfig {
             .wrapping_add((class as u64) << 40)
             .wrapping_add(index as u64);
         let mut rng = seeded(key);
-        let rate_hz = rng.random_range(1.2f32..3.2);
+        let rate_hz = rng.random_range(0.6f32..1.4);
         let phase = rng.random_range(0.0f32..2.0 * PI);
         let frames = self.render_video(&mut rng, class, rate_hz, phase);
         let audio = self.render_audio(&mut rng, class, rate_hz, phase);
@@ -227,8 +236,8 @@ impl SyntheticConfig {
         let (motion, square, _, _) = CLASSES[class];
         let s = self.frame_size;
         let sf = s as f32;
-        let radius = rng.random_range(0.10f32..0.17) * sf;
-        let amp = rng.random_range(0.15f32..0.25) * sf;
+        let radius = rng.random_range(0.14f32..0.20) * sf;
+        let amp = rng.random_range(0.20f32..0.28) * sf;
         let cx0 = rng.random_range(0.35f32..0.65) * sf;
         let cy0 = rng.random_range(0.35f32..0.65) * sf;
         let colour: [f32; 3] = [rng.random(), rng.random(), rng.random()];
@@ -240,12 +249,12 @@ impl SyntheticConfig {
                 g + rng.random_range(-0.1f32..0.1),
             ]
         };
-        let noise = rng.random_range(0.02f32..0.08);
+        let noise = rng.random_range(0.01f32..0.05);
         // Static clutter: a few random rectangles.
-        let clutter: Vec<([f32; 4], [f32; 3])> = (0..rng.random_range(2..6))
+        let clutter: Vec<([f32; 4], [f32; 3])> = (0..rng.random_range(1..4))
             .map(|_| {
-                let w = rng.random_range(0.08f32..0.25) * sf;
-                let h = rng.random_range(0.08f32..0.25) * sf;
+                let w = rng.random_range(0.06f32..0.18) * sf;
+                let h = rng.random_range(0.06f32..0.18) * sf;
                 let x = rng.random_range(0.0..sf - w);
                 let y = rng.random_range(0.0..sf - h);
                 (
@@ -256,17 +265,25 @@ impl SyntheticConfig {
             .collect();
         let t_count = self.frames;
         let mut out = vec![0.0f32; t_count * 3 * s * s];
-        for (k, frame) in out.chunks_exact_mut(3 * s * s).enumerate() {
-            let t = (k as f32 + 0.5) / t_count as f32 * self.duration_s;
+        // Each frame integrates the object over an exposure window, so the
+        // motion also shows within a frame as a blur streak along its path.
+        let pose = |t: f32| -> (f32, f32, f32) {
             let r = Self::rhythm(t, rate, phase);
             let c = (2.0 * PI * rate * t + phase).cos();
-            let (cx, cy, rad) = match motion {
+            match motion {
                 Motion::Horizontal => (cx0 + amp * r, cy0, radius),
                 Motion::Vertical => (cx0, cy0 + amp * r, radius),
                 Motion::Orbit => (cx0 + amp * r, cy0 + amp * c, radius),
-                Motion::Pulse => (cx0, cy0, radius * (1.0 + 0.45 * r)),
+                Motion::Pulse => (cx0, cy0, radius * (1.0 + 0.6 * r)),
                 Motion::Diagonal => (cx0 + 0.7 * amp * r, cy0 + 0.7 * amp * r, radius),
-            };
+            }
+        };
+        let exposure = 0.6 * self.duration_s / t_count as f32;
+        for (k, frame) in out.chunks_exact_mut(3 * s * s).enumerate() {
+            let t = (k as f32 + 0.5) / t_count as f32 * self.duration_s;
+            let poses: Vec<(f32, f32, f32)> = (0..EXPOSURE_SAMPLES)
+                .map(|j| pose(t + exposure * (j as f32 / (EXPOSURE_SAMPLES - 1) as f32 - 0.5)))
+                .collect();
             for y in 0..s {
                 for x in 0..s {
                     let (px, py) = (x as f32 + 0.5, y as f32 + 0.5);
@@ -276,16 +293,21 @@ impl SyntheticConfig {
                             rgb = *col;
                         }
                     }
-                    let inside = if square {
-                        (px - cx).abs() <= rad * 0.886 && (py - cy).abs() <= rad * 0.886
-                    } else {
-                        (px - cx).powi(2) + (py - cy).powi(2) <= rad * rad
-                    };
-                    if inside {
-                        rgb = colour;
-                    }
+                    let covered = poses
+                        .iter()
+                        .filter(|&&(cx, cy, rad)| {
+                            if square {
+                                (px - cx).abs() <= rad * 0.886 && (py - cy).abs() <= rad * 0.886
+                            } else {
+                                (px - cx).powi(2) + (py - cy).powi(2) <= rad * rad
+                            }
+                        })
+                        .count() as f32
+                        / EXPOSURE_SAMPLES as f32;
                     for ch in 0..3 {
-                        let v = rgb[ch] + noise * rng.random_range(-1.0f32..1.0);
+                        let v = rgb[ch] * (1.0 - covered)
+                            + colour[ch] * covered
+                            + noise * rng.random_range(-1.0f32..1.0);
                         frame[ch * s * s + y * s + x] = v.clamp(0.0, 1.0);
                     }
                 }
@@ -306,7 +328,7 @@ impl SyntheticConfig {
         for (i, a) in audio.iter_mut().enumerate() {
             let t = i as f32 / sr;
             // Pulses at the motion's peaks: the sound follows the picture.
-            let env = Self::rhythm(t, rate, phase).max(0.0).powi(3);
+            let env = sound_envelope(t, rate, phase);
             let f = if vibrato {
                 f0 * (1.0 + 0.04 * (2.0 * PI * 7.0 * t).sin())
             } else {

@@ -58,7 +58,11 @@ fn model_parameter_gradients_match_finite_differences() {
     let protos = normal_vec(&mut rng, 4 * 5, 1.0);
     let labels = [0.0f32, 3.0, 1.0];
     let loss_of = |store: &ParamStore<CpuBackend>, record: bool| {
-        let mut tape = if record { Tape::new(store) } else { Tape::no_grad(store) };
+        let mut tape = if record {
+            Tape::new(store)
+        } else {
+            Tape::no_grad(store)
+        };
         let a = tape.constant(Tensor::from_host(&be, &[b, 8, 12], &audio).unwrap());
         let v = tape.constant(Tensor::from_host(&be, &[b, 2, 3, 8, 8], &video).unwrap());
         let e = model.forward(&mut tape, a, v).unwrap();
@@ -78,7 +82,10 @@ fn model_parameter_gradients_match_finite_differences() {
     let mut failures = Vec::new();
     for id in store.ids().collect::<Vec<_>>() {
         let name = store.name(id).to_string();
-        let g = grads.param(id).unwrap_or_else(|| panic!("{name} got no gradient")).clone();
+        let g = grads
+            .param(id)
+            .unwrap_or_else(|| panic!("{name} got no gradient"))
+            .clone();
         let n = g.len();
         for c in [0, n / 2, n - 1] {
             let orig = store.get(id).to_host(&be).unwrap();
@@ -95,12 +102,19 @@ fn model_parameter_gradients_match_finite_differences() {
             let analytic = f64::from(g[c]);
             // f32 forward through ~30 ops: absolute 2e-3 plus 5% relative.
             if (numeric - analytic).abs() > 2e-3 + 5e-2 * numeric.abs().max(analytic.abs()) {
-                failures.push(format!("{name}[{c}]: analytic {analytic:.5e} numeric {numeric:.5e}"));
+                failures.push(format!(
+                    "{name}[{c}]: analytic {analytic:.5e} numeric {numeric:.5e}"
+                ));
             }
             checked += 1;
         }
     }
-    assert!(failures.is_empty(), "seed {seed}: {} of {checked} coordinates off:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "seed {seed}: {} of {checked} coordinates off:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -112,7 +126,8 @@ fn tiny_preset_forward_shapes() {
     let mut tape = Tape::no_grad(&store);
     let d = &cfg.data;
     let a = tape.constant(Tensor::zeros(&be, &[2, d.n_mels, d.audio_frames]).unwrap());
-    let v = tape.constant(Tensor::zeros(&be, &[2, d.frames, 3, d.frame_size, d.frame_size]).unwrap());
+    let v =
+        tape.constant(Tensor::zeros(&be, &[2, d.frames, 3, d.frame_size, d.frame_size]).unwrap());
     let e = model.forward(&mut tape, a, v).unwrap();
     assert_eq!(tape.shape(e.h_f), &[2, cfg.model.dim]);
     assert_eq!(tape.shape(e.z_a), &[2, cfg.model.proj_dim]);

@@ -1,7 +1,7 @@
 //! The built-in dataset: deterministic, well-formed, balanced, synchronised.
 
 use diccae_engine::data::Split;
-use diccae_engine::synthetic::{SyntheticConfig, class_names, confusable_pairs};
+use diccae_engine::synthetic::{SyntheticConfig, class_names, confusable_pairs, sound_envelope};
 
 fn small() -> SyntheticConfig {
     SyntheticConfig {
