@@ -92,10 +92,7 @@ fn sound_pulses_follow_the_clips_own_rhythm() {
         (0..n)
             .map(|k| {
                 let t = (k as f32 + 0.5) * window as f32 / 16_000.0;
-                (2.0 * std::f32::consts::PI * rate * t + phase)
-                    .sin()
-                    .max(0.0)
-                    .powi(3)
+                sound_envelope(t, rate, phase)
             })
             .collect()
     };

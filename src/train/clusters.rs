@@ -90,7 +90,7 @@ fn cluster_means(z: &[f32], labels: &[usize], k: usize, d: usize, fallback: &[f3
 
 impl<B: Backend> ClusterState<B> {
     /// Clusters the fused embeddings `z[2] [N, d]` of the training set into
-    /// `k` groups (matching the previous round's identities when there is
+    /// `kmeans_cfg.k` groups (matching the previous round's identities when there is
     /// one), sets the prototypes of all three modalities from `z`, and
     /// records the round. `truth` scores the pseudo-labels when known.
     pub fn recluster(
@@ -98,11 +98,11 @@ impl<B: Backend> ClusterState<B> {
         backend: &B,
         z: [&[f32]; 3],
         dim: usize,
-        k: usize,
         kmeans_cfg: &KMeansConfig,
         epoch: usize,
         truth: Option<&[usize]>,
     ) -> Result<Self> {
+        let k = kmeans_cfg.k;
         let n = z[2].len() / dim.max(1);
         if n < k || k == 0 {
             return Err(Error::invalid(
@@ -111,7 +111,7 @@ impl<B: Backend> ClusterState<B> {
             ));
         }
         let data = Tensor::from_host(backend, &[n, dim], z[2])?;
-        let result = kmeans(backend, &data, &KMeansConfig { k, ..*kmeans_cfg })?;
+        let result = kmeans(backend, &data, kmeans_cfg)?;
         let raw: Vec<usize> = result
             .labels
             .to_host(backend)?

@@ -91,6 +91,7 @@ struct RunState {
 }
 
 /// A finished run.
+#[derive(Debug)]
 pub struct TrainOutcome {
     /// What the final evaluation measured.
     pub summary: Summary,
@@ -245,6 +246,7 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
     let wants_clusters = c.lambda_cls > 0.0 || c.lambda_conf > 0.0;
     let chance = (batch as f64).ln();
 
+    let mut consecutive_bad = 0usize;
     for epoch in state.epochs_done..t.epochs {
         let epoch_start = Instant::now();
         // Clustering rounds (METHOD.md §3.2), once the gate is open.
@@ -269,7 +271,6 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
                 &backend,
                 [&tr.z_a, &tr.z_v, &tr.z_f],
                 cfg.model.proj_dim,
-                k,
                 &km,
                 epoch,
                 dataset.train.labels.as_deref(),
@@ -319,7 +320,6 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
             b
         };
         let mut sums = EpochSums::default();
-        let mut consecutive_bad = 0usize;
         let mut lr = 0.0f32;
         let train_set = &dataset.train;
         let frame_size = cfg.data.frame_size;
