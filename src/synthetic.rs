@@ -240,13 +240,19 @@ impl SyntheticConfig {
         let amp = rng.random_range(0.20f32..0.28) * sf;
         let cx0 = rng.random_range(0.35f32..0.65) * sf;
         let cy0 = rng.random_range(0.35f32..0.65) * sf;
-        let colour: [f32; 3] = [rng.random(), rng.random(), rng.random()];
+        // A bright object of random hue on a darker background: the contrast
+        // polarity is fixed, the colours are nuisances.
+        let colour: [f32; 3] = [
+            rng.random_range(0.6f32..1.0),
+            rng.random_range(0.6f32..1.0),
+            rng.random_range(0.6f32..1.0),
+        ];
         let background: [f32; 3] = {
-            let g = rng.random_range(0.2f32..0.8);
+            let g = rng.random_range(0.05f32..0.3);
             [
                 g,
-                g + rng.random_range(-0.1f32..0.1),
-                g + rng.random_range(-0.1f32..0.1),
+                (g + rng.random_range(-0.05f32..0.05)).max(0.0),
+                (g + rng.random_range(-0.05f32..0.05)).max(0.0),
             ]
         };
         let noise = rng.random_range(0.01f32..0.05);
@@ -259,7 +265,11 @@ impl SyntheticConfig {
                 let y = rng.random_range(0.0..sf - h);
                 (
                     [x, y, x + w, y + h],
-                    [rng.random(), rng.random(), rng.random()],
+                    [
+                        rng.random_range(0.2f32..0.5),
+                        rng.random_range(0.2f32..0.5),
+                        rng.random_range(0.2f32..0.5),
+                    ],
                 )
             })
             .collect();
