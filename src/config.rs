@@ -187,7 +187,7 @@ impl Config {
                 synthetic_test_per_class: 40,
             },
             train: TrainConfig {
-                epochs: 30,
+                epochs: 60,
                 batch_size: 64,
                 lr: 1e-3,
                 min_lr: 1e-5,
@@ -306,6 +306,15 @@ impl Config {
             .map_err(|e: toml::de::Error| {
                 Error::invalid("config", format!("in {origin}: {}", e.message()))
             })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses a complete configuration (e.g. the one a checkpoint stored).
+    pub fn from_toml(text: &str) -> Result<Config> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            Error::invalid("config", format!("stored configuration: {}", e.message()))
+        })?;
         cfg.validate()?;
         Ok(cfg)
     }

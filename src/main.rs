@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use diccae_engine::backend::BackendCore;
 use diccae_engine::backend::cpu::CpuBackend;
 use diccae_engine::config::Config;
-use diccae_engine::train::trainer::{TrainOptions, train};
+use diccae_engine::train::ablate::{AblationPlan, ablate};
+use diccae_engine::train::trainer::{TrainOptions, evaluate_checkpoint, train};
 
 /// Self-supervised audio-visual representation learning (DICCAE).
 ///
@@ -33,6 +34,23 @@ enum Command {
         Examples:\n  diccae-engine train\n  diccae-engine train --set train.epochs=5 --set diccae.lambda_conf=0\n  \
         diccae-engine train --data my_clips/manifest.jsonl --out runs/mine\n  diccae-engine train --out runs/mine --resume")]
     Train(TrainArgs),
+    /// Evaluate a saved checkpoint (a run directory, its checkpoints/, or one epoch's directory).
+    #[command(
+        long_about = "Evaluate a saved checkpoint: linear probes, kNN, retrieval and confusion diagnostics, \
+        next to the same architecture at random initialisation.\n\n\
+        The configuration stored in the checkpoint is used. Without --data the built-in dataset of that \
+        configuration is evaluated.\n\nExample:\n  diccae-engine eval --checkpoint runs/tiny-20261122-064000"
+    )]
+    Eval(EvalArgs),
+    /// Pretrain with terms of the objective removed, over several seeds, and tabulate the results.
+    #[command(
+        long_about = "Run the ablations of METHOD.md §5 — full DICCAE, without L_conf, static W, \
+        without L_cls, InfoNCE only (and the random initialisation) — each for --seeds seeds, and write one \
+        table (ablation.md, ablation.json) into --out. Every run also keeps its own run directory there.\n\n\
+        Options after the subcommand are shared by every run (e.g. --set train.epochs=20).\n\nExample:\n  \
+        diccae-engine ablate --seeds 3 --out runs/ablation"
+    )]
+    Ablate(AblateArgs),
     /// Print the backend this build uses and its thread count.
     Info,
 }
@@ -60,6 +78,69 @@ struct TrainArgs {
     /// Print the resolved configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// A run directory, its checkpoints/ directory, or one checkpoint's directory.
+    #[arg(long, value_name = "PATH")]
+    checkpoint: PathBuf,
+    /// A manifest file or directory; default: the built-in data of the stored configuration.
+    #[arg(long, value_name = "DIR_OR_MANIFEST")]
+    data: Option<PathBuf>,
+    /// Where summary.json, report.md and plots/ go [default: <checkpoint>/eval].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct AblateArgs {
+    /// Seeds per variant (train.seed = 0, 1, ...).
+    #[arg(long, default_value_t = 3)]
+    seeds: u64,
+    /// Directory for the runs and the table.
+    #[arg(long, value_name = "DIR", default_value = "runs/ablation")]
+    out: PathBuf,
+    /// A manifest file or directory; default: the built-in synthetic data.
+    #[arg(long, value_name = "DIR_OR_MANIFEST")]
+    data: Option<PathBuf>,
+    /// A TOML configuration shared by every run.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Preset every run starts from.
+    #[arg(long, value_name = "NAME")]
+    preset: Option<String>,
+    /// Override one key for every run (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+fn run_ablate(args: AblateArgs) -> diccae_engine::Result<()> {
+    let table = ablate(&AblationPlan {
+        preset: args.preset.as_deref(),
+        config_file: args.config.as_deref(),
+        overrides: &args.overrides,
+        seeds: args.seeds,
+        out: args.out.clone(),
+        data: args.data,
+    })?;
+    println!("\n{table}");
+    println!(
+        "wrote {0}/ablation.md and {0}/ablation.json",
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn run_eval(args: EvalArgs) -> diccae_engine::Result<()> {
+    let out = args.out.unwrap_or_else(|| args.checkpoint.join("eval"));
+    let summary = evaluate_checkpoint(&args.checkpoint, args.data.as_deref(), &out, false)?;
+    println!("\n{}", summary.table());
+    println!(
+        "wrote {0}/summary.json, {0}/report.md and {0}/plots/",
+        out.display()
+    );
+    Ok(())
 }
 
 /// `runs/<preset>-<YYYYMMDD-HHMMSS>` in UTC.
@@ -124,6 +205,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => run_train(args),
+        Command::Eval(args) => run_eval(args),
+        Command::Ablate(args) => run_ablate(args),
         Command::Info => {
             let cpu = CpuBackend::new();
             println!("diccae-engine {}", env!("CARGO_PKG_VERSION"));

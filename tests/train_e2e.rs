@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use diccae_engine::config::Config;
-use diccae_engine::train::trainer::{TrainOptions, train};
+use diccae_engine::train::ablate::{AblationPlan, ablate};
+use diccae_engine::train::trainer::{TrainOptions, evaluate_checkpoint, train};
 
 /// A model and data small enough to train in a second or two.
 fn small(extra: &[&str]) -> Config {
@@ -109,6 +110,62 @@ fn built_in_data_run_writes_every_output() {
     assert_eq!(epochs, 3);
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("linear probe") && report.contains("plots/losses.png"));
+
+    // `eval` on the run directory reproduces the final evaluation.
+    let again = evaluate_checkpoint(&out, None, &out.join("eval"), true).unwrap();
+    let fused = s
+        .pointer("/linear_probe/fused/top1")
+        .and_then(|v| v.as_f64())
+        .unwrap();
+    assert!(
+        (again.fused_top1().unwrap() - fused).abs() < 1e-9,
+        "{:?} vs {fused}",
+        again.fused_top1()
+    );
+    assert!(out.join("eval/summary.json").exists());
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn ablate_writes_one_table_over_variants() {
+    let out = fresh_dir("ablate");
+    let overrides: Vec<String> = Vec::new();
+    let cfg_path = out.join("base.toml");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(
+        &cfg_path,
+        small(&[
+            "diccae.warmup_epochs=0",
+            "diccae.chance_gate=100",
+            "diccae.min_size_entropy=0",
+        ])
+        .to_toml()
+        .unwrap(),
+    )
+    .unwrap();
+    let table = ablate(&AblationPlan {
+        preset: None,
+        config_file: Some(&cfg_path),
+        overrides: &overrides,
+        seeds: 1,
+        out: out.clone(),
+        data: None,
+    })
+    .unwrap();
+    for name in [
+        "random_init",
+        "full",
+        "no_conf",
+        "static_w",
+        "no_cls",
+        "infonce_only",
+    ] {
+        assert!(
+            table.contains(&format!("| {name} |")),
+            "{name} missing:\n{table}"
+        );
+    }
+    assert!(out.join("ablation.md").exists() && out.join("ablation.json").exists());
     let _ = std::fs::remove_dir_all(&out);
 }
 

@@ -1,6 +1,7 @@
 //! Pretraining: the in-memory dataset, the cluster state of DICCAE and the
 //! training loop.
 
+pub mod ablate;
 pub mod clusters;
 pub mod embed;
 pub mod evaluate;

@@ -565,6 +565,104 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
     })
 }
 
+/// Evaluates a saved checkpoint: `path` is a run directory, its
+/// `checkpoints/` directory, or one checkpoint's directory. The data is
+/// `data` (a manifest) or the built-in dataset of the stored configuration;
+/// results go to `out` like a training run's.
+pub fn evaluate_checkpoint(
+    path: &Path,
+    data: Option<&Path>,
+    out: &Path,
+    quiet: bool,
+) -> Result<Summary> {
+    let started = Instant::now();
+    let dir = if path.join("checkpoints").is_dir() {
+        path.join("checkpoints")
+    } else {
+        path.to_path_buf()
+    };
+    let ckpt = checkpoint::load(&dir)?;
+    let text = ckpt.state["config"].as_str().ok_or_else(|| {
+        Error::Training(format!(
+            "{}: the checkpoint holds no configuration",
+            dir.display()
+        ))
+    })?;
+    let cfg = Config::from_toml(text)?;
+    let opts = TrainOptions {
+        out: out.to_path_buf(),
+        data: data.map(Path::to_path_buf),
+        resume: false,
+        quiet,
+    };
+    std::fs::create_dir_all(out).map_err(|e| Error::Io {
+        path: out.display().to_string(),
+        detail: format!("cannot create the output directory: {e}"),
+    })?;
+    let dataset = match data {
+        Some(p) => features::from_manifest(p, &cfg)?,
+        None => features::synthetic(&cfg)?,
+    };
+    report_dataset(&opts, out, &dataset)?;
+    let backend = CpuBackend::new();
+    let mut store = ParamStore::new(backend.clone());
+    let model = AvModel::new(&mut store, &cfg.model, &cfg.data, cfg.train.seed)?;
+    let shapes = InputShapes {
+        audio: vec![cfg.data.n_mels, cfg.data.audio_frames],
+        video: vec![cfg.data.frames, 3, cfg.data.frame_size, cfg.data.frame_size],
+    };
+    say(
+        &opts,
+        "evaluating the randomly initialised encoder (reference point)",
+    );
+    let (tr, te) = embed_both(&model, &store, &dataset, &cfg, &shapes)?;
+    let random_init = evaluate(
+        &dataset,
+        &tr,
+        &te,
+        cfg.model.dim,
+        cfg.model.proj_dim,
+        &cfg.eval,
+    )?;
+    let mut clusters = None;
+    let state = restore(
+        &ckpt,
+        &mut store,
+        &mut AdamW::new(AdamWConfig::default()),
+        &mut clusters,
+        &cfg,
+    )?;
+    say(
+        &opts,
+        format!(
+            "evaluating {} (after epoch {})",
+            dir.display(),
+            state.epochs_done
+        ),
+    );
+    let (tr, te) = embed_both(&model, &store, &dataset, &cfg, &shapes)?;
+    let eval = evaluate(
+        &dataset,
+        &tr,
+        &te,
+        cfg.model.dim,
+        cfg.model.proj_dim,
+        &cfg.eval,
+    )?;
+    let summary = Summary::new(
+        &cfg,
+        &dataset,
+        eval,
+        random_init,
+        clusters.as_ref().map(ClusterState::<CpuBackend>::export),
+        &state.history,
+        started.elapsed().as_secs_f64(),
+        store.numel(),
+    );
+    write_outputs(out, &summary, &state.history)?;
+    Ok(summary)
+}
+
 fn embed_both<B: Backend>(
     model: &AvModel,
     store: &ParamStore<B>,
