@@ -95,3 +95,34 @@ __device__ __forceinline__ int decode_label(float v, int k) {
     if (!(v >= 0.0f) || !(v < (float)k) || v != floorf(v)) return -1;
     return (int)v;
 }
+
+/// Side of the square score tiles of `dot_tile_32x32`.
+#define TILE 32
+/// Row stride of a shared 32×32 tile (padded against bank conflicts).
+#define TILE_LD 33
+
+/// One 32×32 tile of dot products for a block of 256 threads (8 warps):
+/// warp w, lane l gets `acc[j] = own[r0 + w + 8j] · other[c0 + l]` (j < 4)
+/// over rows of length `d`. Rows at or past `own_rows` / `other_rows` read as
+/// zeros. `own_s` and `other_s` are shared tiles of TILE·TILE_LD floats.
+/// Every thread of the block must call it (it synchronises).
+__device__ __forceinline__ void dot_tile_32x32(Buf<const float> own, int own_rows, int r0, Buf<const float> other,
+                                               int other_rows, int c0, int d, Buf<float> own_s, Buf<float> other_s,
+                                               float acc[4]) {
+    int t = threadIdx.x, lane = t % 32, warp = t / 32;
+    for (int j = 0; j < 4; ++j) acc[j] = 0.0f;
+    for (int k0 = 0; k0 < d; k0 += TILE) {
+        for (int e = t; e < TILE * TILE; e += 256) {
+            int rr = e / TILE, kk = e % TILE, k = k0 + kk;
+            own_s[rr * TILE_LD + kk] = (r0 + rr < own_rows && k < d) ? own[(long long)(r0 + rr) * d + k] : 0.0f;
+            other_s[rr * TILE_LD + kk] =
+                (c0 + rr < other_rows && k < d) ? other[(long long)(c0 + rr) * d + k] : 0.0f;
+        }
+        __syncthreads();
+        for (int kk = 0; kk < TILE; ++kk) {
+            float b = other_s[lane * TILE_LD + kk];
+            for (int j = 0; j < 4; ++j) acc[j] += own_s[(warp + 8 * j) * TILE_LD + kk] * b;
+        }
+        __syncthreads();
+    }
+}
