@@ -29,7 +29,7 @@ __device__ __forceinline__ float row_logits(Buf<const float> z, Buf<const float>
 __device__ __forceinline__ float weight(Buf<const float> weights, int has_w, int y, int l, int k, Buf<int> status) {
     if (!has_w || l == y) return 1.0f;
     float w = weights[(long long)y * k + l];
-    if (!(w > 0.0f && w <= FLT_MAX)) atomicMax(&status[1], 1 + y * k + l);
+    if (!(w > 0.0f && w < pos_inf())) atomicMax(&status[1], 1 + y * k + l);
     return w;
 }
 

@@ -25,6 +25,9 @@ using Buf = T*;
 /// Negative infinity without <cmath> macros (NVRTC-safe).
 __device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
 
+/// Positive infinity (NVRTC-safe).
+__device__ __forceinline__ float pos_inf() { return __int_as_float(0x7f800000); }
+
 /// Sum over the 32 lanes of a warp (every lane gets it).
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);

@@ -22,7 +22,7 @@ KERNEL void __launch_bounds__(256) kmeans_assign_f32(Buf<const float> data, Buf<
     float best[4], acc[4];
     int best_idx[4];
     for (int j = 0; j < 4; ++j) {
-        best[j] = __int_as_float(0x7f800000);  // +inf
+        best[j] = pos_inf();
         best_idx[j] = 0;
     }
     for (int c0 = 0; c0 < k; c0 += TILE) {
@@ -30,7 +30,7 @@ KERNEL void __launch_bounds__(256) kmeans_assign_f32(Buf<const float> data, Buf<
         int cc = c0 + lane;
         float cn = cc < k ? cnorm[(long long)p * k + cc] : 0.0f;
         for (int j = 0; j < 4; ++j) {
-            float v = cc < k ? cn - 2.0f * acc[j] : __int_as_float(0x7f800000);
+            float v = cc < k ? cn - 2.0f * acc[j] : pos_inf();
             int idx = cc < k ? cc : k;
             warp_argmin(v, idx);
             if (v < best[j]) {
