@@ -82,7 +82,8 @@ fn find_nvcc(manifest: &Path) -> Option<PathBuf> {
 }
 
 fn main() {
-    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let kernels = manifest.join("kernels");
     println!("cargo::rustc-check-cfg=cfg(diccae_kernels_built)");
@@ -116,7 +117,12 @@ fn main() {
 
     let mut gencode: Vec<String> = SASS_ARCHS
         .iter()
-        .flat_map(|a| ["-gencode".to_string(), format!("arch=compute_{a},code=sm_{a}")])
+        .flat_map(|a| {
+            [
+                "-gencode".to_string(),
+                format!("arch=compute_{a},code=sm_{a}"),
+            ]
+        })
         .collect();
     gencode.push("-gencode".into());
     gencode.push(format!("arch=compute_{PTX_ARCH},code=compute_{PTX_ARCH}"));
@@ -125,7 +131,11 @@ fn main() {
     let jobs: Vec<_> = sources
         .iter()
         .map(|src| {
-            let stem = src.file_stem().and_then(|s| s.to_str()).unwrap_or("kernel").to_string();
+            let stem = src
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("kernel")
+                .to_string();
             let fatbin = out.join(format!("{stem}.fatbin"));
             let child = Command::new(&nvcc)
                 .args(["-std=c++17", "-O3", "-fatbin", "-I"])
@@ -140,11 +150,17 @@ fn main() {
             (stem, fatbin, src.clone(), child)
         })
         .collect();
-    let mut table = String::from("/// Fatbins of every kernel file, by file stem.\npub const KERNEL_FATBINS: &[(&str, &[u8])] = &[\n");
+    let mut table = String::from(
+        "/// Fatbins of every kernel file, by file stem.\npub const KERNEL_FATBINS: &[(&str, &[u8])] = &[\n",
+    );
     for (stem, fatbin, src, child) in jobs {
         match child.and_then(|c| c.wait_with_output()) {
             Ok(o) if o.status.success() => {
-                let _ = writeln!(table, "    ({stem:?}, include_bytes!({:?})),", fatbin.display().to_string());
+                let _ = writeln!(
+                    table,
+                    "    ({stem:?}, include_bytes!({:?})),",
+                    fatbin.display().to_string()
+                );
             }
             Ok(o) => panic!(
                 "nvcc ({}) failed on {}:\n{}",

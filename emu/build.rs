@@ -31,7 +31,10 @@ fn kernel_names(src: &str) -> Vec<String> {
         let mut rest = rest.trim_start();
         rest = rest.strip_prefix("void").unwrap_or(rest).trim_start();
         if let Some(after) = rest.strip_prefix("__launch_bounds__(") {
-            rest = after.split_once(')').map(|(_, r)| r.trim_start()).unwrap_or("");
+            rest = after
+                .split_once(')')
+                .map(|(_, r)| r.trim_start())
+                .unwrap_or("");
         }
         let name: String = rest
             .chars()
@@ -45,7 +48,8 @@ fn kernel_names(src: &str) -> Vec<String> {
 }
 
 fn main() {
-    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let kernels = manifest.join("../kernels");
     let include = manifest.join("include");
@@ -69,9 +73,18 @@ fn main() {
     let mut calls = String::new();
     for (i, src) in sources.iter().enumerate() {
         let text = fs::read_to_string(src).expect("readable kernel source");
-        let stem = src.file_stem().and_then(|s| s.to_str()).unwrap_or("kernels");
-        let func = format!("emu_register_{i}_{}", stem.replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
-        let mut tu = format!("#include \"{}\"\n#include \"emu_launch.h\"\n", src.display());
+        let stem = src
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("kernels");
+        let func = format!(
+            "emu_register_{i}_{}",
+            stem.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        );
+        let mut tu = format!(
+            "#include \"{}\"\n#include \"emu_launch.h\"\n",
+            src.display()
+        );
         let _ = writeln!(tu, "void {func}(emu::Registry& reg) {{");
         for name in kernel_names(&text) {
             let _ = writeln!(tu, "    EMU_REGISTER(reg, {name});");
@@ -83,7 +96,10 @@ fn main() {
         let _ = writeln!(all, "void {func}(emu::Registry& reg);");
         let _ = writeln!(calls, "    {func}(reg);");
     }
-    let _ = write!(all, "void emu_register_all(emu::Registry& reg) {{\n{calls}}}\n");
+    let _ = write!(
+        all,
+        "void emu_register_all(emu::Registry& reg) {{\n{calls}}}\n"
+    );
     let reg_path = out.join("emu_register_all.cpp");
     fs::write(&reg_path, all).expect("writable OUT_DIR");
     build.file(&reg_path);
@@ -99,6 +115,9 @@ fn main() {
             }
         }
     }
-    println!("cargo:rerun-if-changed={}", manifest.join("src/runtime.cpp").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest.join("src/runtime.cpp").display()
+    );
     build.compile("diccae_kernel_emu");
 }

@@ -1,7 +1,9 @@
 //! What build.rs embedded: with nvcc, a non-empty fatbin for every kernel
 //! file; without it, nothing, and a hint that says how to build them.
 
-use diccae_engine::backend::cuda_kernels::{KERNELS_BUILT, kernel_fatbin, kernel_fatbins, missing_kernels_hint};
+use diccae_engine::backend::cuda_kernels::{
+    KERNELS_BUILT, kernel_fatbin, kernel_fatbins, missing_kernels_hint,
+};
 
 #[test]
 fn embedded_kernels_match_the_build() {

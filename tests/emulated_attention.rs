@@ -38,19 +38,37 @@ fn emu_fwd(s: &AttentionSpec, qkv: &[f32]) -> (Vec<f32>, Vec<f32>) {
     (out, lse)
 }
 
-fn emu_bwd(s: &AttentionSpec, qkv: &[f32], out: &[f32], lse: &[f32], dout: &[f32], dqkv: &mut [f32]) {
+fn emu_bwd(
+    s: &AttentionSpec,
+    qkv: &[f32],
+    out: &[f32],
+    lse: &[f32],
+    dout: &[f32],
+    dqkv: &mut [f32],
+) {
     let dh = s.head_dim;
     let (sq, h, d) = (s.seq as i32, s.heads as i32, dh as i32);
     let mut delta = vec![f32::NAN; s.lse_len()];
     launch(
         "attention_bwd_dot_f32",
         dims((s.batch * s.seq * s.heads).div_ceil(8), 256, 0),
-        &mut [Arg::In(out), Arg::In(dout), Arg::I32(s.batch as i32), Arg::I32(sq), Arg::I32(h), Arg::I32(d), Arg::Out(&mut delta)],
+        &mut [
+            Arg::In(out),
+            Arg::In(dout),
+            Arg::I32(s.batch as i32),
+            Arg::I32(sq),
+            Arg::I32(h),
+            Arg::I32(d),
+            Arg::Out(&mut delta),
+        ],
     )
     .unwrap();
     for (name, shared) in [
         ("attention_bwd_dq_f32", (2 * 8 * dh + 2 * 32 * (dh + 1)) * 4),
-        ("attention_bwd_dkdv_f32", (2 * 8 * dh + 2 * 32 * (dh + 1) + 64) * 4),
+        (
+            "attention_bwd_dkdv_f32",
+            (2 * 8 * dh + 2 * 32 * (dh + 1) + 64) * 4,
+        ),
     ] {
         launch(
             name,
@@ -75,8 +93,18 @@ fn emu_bwd(s: &AttentionSpec, qkv: &[f32], out: &[f32], lse: &[f32], dout: &[f32
 fn attention_forward_and_backward_match_the_cpu_backend() {
     let mut r = rng("attention_emulated");
     let cpu = CpuBackend::new();
-    for &(batch, seq, heads, head_dim) in &[(1usize, 1usize, 1usize, 5usize), (2, 13, 3, 16), (1, 37, 2, 33), (2, 70, 1, 8)] {
-        let s = AttentionSpec { batch, seq, heads, head_dim };
+    for &(batch, seq, heads, head_dim) in &[
+        (1usize, 1usize, 1usize, 5usize),
+        (2, 13, 3, 16),
+        (1, 37, 2, 33),
+        (2, 70, 1, 8),
+    ] {
+        let s = AttentionSpec {
+            batch,
+            seq,
+            heads,
+            head_dim,
+        };
         let shape = format!("{s:?}");
         let qkv = normal_vec(&mut r, s.qkv_len(), 1.0);
         let (out, lse) = emu_fwd(&s, &qkv);
@@ -91,7 +119,8 @@ fn attention_forward_and_backward_match_the_cpu_backend() {
         let mut dqkv = start.clone();
         emu_bwd(&s, &qkv, &out, &lse, &dout, &mut dqkv);
         let mut cdqkv = start;
-        cpu.attention_bwd(&s, &qkv, &cout, &clse, &dout, &mut cdqkv).unwrap();
+        cpu.attention_bwd(&s, &qkv, &cout, &clse, &dout, &mut cdqkv)
+            .unwrap();
         assert_close("grad_qkv", &shape, &dqkv, &cdqkv, 1e-4, 1e-5);
     }
 }

@@ -22,13 +22,27 @@ fn emu_fwd(s: &InfoNceSpec, za: &[f32], zv: &[f32]) -> (f32, Vec<f32>, Vec<f32>)
     launch(
         "infonce_lse_f32",
         dims(blocks, 256, 0),
-        &mut [Arg::In(za), Arg::In(zv), Arg::I32(bi), Arg::I32(di), Arg::F32(inv_tau), Arg::Out(&mut row)],
+        &mut [
+            Arg::In(za),
+            Arg::In(zv),
+            Arg::I32(bi),
+            Arg::I32(di),
+            Arg::F32(inv_tau),
+            Arg::Out(&mut row),
+        ],
     )
     .unwrap();
     launch(
         "infonce_lse_f32",
         dims(blocks, 256, 0),
-        &mut [Arg::In(zv), Arg::In(za), Arg::I32(bi), Arg::I32(di), Arg::F32(inv_tau), Arg::Out(&mut col)],
+        &mut [
+            Arg::In(zv),
+            Arg::In(za),
+            Arg::I32(bi),
+            Arg::I32(di),
+            Arg::F32(inv_tau),
+            Arg::Out(&mut col),
+        ],
     )
     .unwrap();
     let mut loss = vec![0.0f32; 1];
@@ -85,9 +99,18 @@ fn emu_bwd(
 fn infonce_forward_and_backward_match_the_cpu_backend() {
     let mut r = rng("infonce_emulated");
     let cpu = CpuBackend::new();
-    for &(b, d, tau) in &[(1usize, 7usize, 0.1f32), (33, 45, 0.07), (70, 33, 0.2), (97, 16, 0.05)] {
+    for &(b, d, tau) in &[
+        (1usize, 7usize, 0.1f32),
+        (33, 45, 0.07),
+        (70, 33, 0.2),
+        (97, 16, 0.05),
+    ] {
         let shape = format!("B={b} d={d} tau={tau}");
-        let spec = InfoNceSpec { batch: b, dim: d, tau };
+        let spec = InfoNceSpec {
+            batch: b,
+            dim: d,
+            tau,
+        };
         let za = unit_rows(&mut r, b, d);
         let zv = unit_rows(&mut r, b, d);
         let (loss, row, col) = emu_fwd(&spec, &za, &zv);
@@ -109,7 +132,10 @@ fn infonce_forward_and_backward_match_the_cpu_backend() {
             &zv,
             &cpu_lse,
             &vec![g],
-            InfoNceGrads { dza: Some(&mut cdza), dzv: Some(&mut cdzv) },
+            InfoNceGrads {
+                dza: Some(&mut cdza),
+                dzv: Some(&mut cdzv),
+            },
         )
         .unwrap();
         assert_close("dza", &shape, &dza, &cdza, 1e-4, 1e-6);

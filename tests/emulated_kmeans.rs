@@ -21,7 +21,12 @@ fn emu_assign(s: &KMeansSpec, data: &[f32], cent: &[f32]) -> (Vec<f32>, Vec<f32>
     launch(
         "sq_norms_f32",
         dims((p * k).div_ceil(8), 256, 0),
-        &mut [Arg::In(cent), Arg::I32((p * k) as i32), Arg::I32(d as i32), Arg::Out(&mut cnorm)],
+        &mut [
+            Arg::In(cent),
+            Arg::I32((p * k) as i32),
+            Arg::I32(d as i32),
+            Arg::Out(&mut cnorm),
+        ],
     )
     .unwrap();
     let mut labels = vec![-1.0f32; p * n];
@@ -75,21 +80,37 @@ fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
 fn kmeans_assign_and_update_match_the_cpu_backend() {
     let mut r = rng("kmeans_emulated");
     let cpu = CpuBackend::new();
-    for &(p, n, k, d) in &[(1usize, 1usize, 1usize, 3usize), (2, 45, 7, 33), (3, 70, 37, 5), (1, 33, 65, 130)] {
+    for &(p, n, k, d) in &[
+        (1usize, 1usize, 1usize, 3usize),
+        (2, 45, 7, 33),
+        (3, 70, 37, 5),
+        (1, 33, 65, 130),
+    ] {
         let shape = format!("p={p} n={n} k={k} d={d}");
-        let s = KMeansSpec { problems: p, n, k, d };
+        let s = KMeansSpec {
+            problems: p,
+            n,
+            k,
+            d,
+        };
         let data = normal_vec(&mut r, p * n * d, 1.0);
         let cent = normal_vec(&mut r, p * k * d, 1.0);
         let (labels, dist) = emu_assign(&s, &data, &cent);
         let mut cl = vec![0.0f32; p * n];
         let mut cd = vec![0.0f32; p * n];
-        cpu.kmeans_assign(&s, &data, &cent, &mut cl, &mut cd).unwrap();
+        cpu.kmeans_assign(&s, &data, &cent, &mut cl, &mut cd)
+            .unwrap();
         for q in 0..p * n {
             if labels[q] != cl[q] {
                 let (pi, x) = (q / n, &data[q * d..(q + 1) * d]);
                 let c = |l: f32| &cent[(pi * k + l as usize) * d..(pi * k + l as usize + 1) * d];
                 let gap = (sq_dist(x, c(labels[q])) - sq_dist(x, c(cl[q]))).abs();
-                assert!(gap < 1e-4, "{shape}: point {q}: label {} vs CPU {} (gap {gap})", labels[q], cl[q]);
+                assert!(
+                    gap < 1e-4,
+                    "{shape}: point {q}: label {} vs CPU {} (gap {gap})",
+                    labels[q],
+                    cl[q]
+                );
             }
         }
         assert_close("min_dist", &shape, &dist, &cd, 1e-5, 1e-5);
@@ -100,7 +121,8 @@ fn kmeans_assign_and_update_match_the_cpu_backend() {
         assert_eq!(status, 0, "{shape}: no bad labels");
         let mut cs = vec![0.0f32; p * k * d];
         let mut cc = vec![0.0f32; p * k];
-        cpu.kmeans_update(&s, &data, &lab, &mut cs, &mut cc).unwrap();
+        cpu.kmeans_update(&s, &data, &lab, &mut cs, &mut cc)
+            .unwrap();
         assert_close("sums", &shape, &sums, &cs, 1e-5, 1e-5);
         assert_eq!(counts, cc, "{shape}: counts");
     }
@@ -108,7 +130,12 @@ fn kmeans_assign_and_update_match_the_cpu_backend() {
 
 #[test]
 fn kmeans_update_flags_a_bad_label() {
-    let s = KMeansSpec { problems: 2, n: 40, k: 3, d: 4 };
+    let s = KMeansSpec {
+        problems: 2,
+        n: 40,
+        k: 3,
+        d: 4,
+    };
     let data = vec![1.0f32; 2 * 40 * 4];
     let mut lab = vec![0.0f32; 80];
     lab[57] = 3.0; // problem 1, point 17: not in 0..3

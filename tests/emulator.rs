@@ -14,6 +14,7 @@ fn dims(grid: u32, block: u32, shared_bytes: usize) -> Dims {
 }
 
 #[test]
+#[allow(clippy::needless_range_loop)] // index arithmetic mirrors the kernel
 fn correct_kernel_matches_the_definition() {
     let n: usize = 150;
     let x: Vec<f32> = (0..n).map(|i| ((i * 37 % 11) as f32) - 5.0).collect();
@@ -32,7 +33,11 @@ fn correct_kernel_matches_the_definition() {
         for i in lo..hi {
             let j = lo + 63 - (i - lo);
             let rev = if j < n { x[j] } else { 0.0 };
-            assert!((out[i] - (rev + total)).abs() < 1e-4, "out[{i}] = {}", out[i]);
+            assert!(
+                (out[i] - (rev + total)).abs() < 1e-4,
+                "out[{i}] = {}",
+                out[i]
+            );
         }
         let positives = x[lo..hi].iter().filter(|&&v| v > 0.0).count();
         assert_eq!(out[n + b], positives as f32, "ballot count of block {b}");
@@ -135,7 +140,12 @@ fn bad_launches_and_arguments_are_reported() {
     .unwrap_err();
     assert_eq!(err.kind, EmuErrorKind::BadLaunch, "{err}");
     let x = vec![0.0f32; 4];
-    let err = launch("emu_fault_write_past_end", dims(1, 32, 0), &mut [Arg::In(&x)]).unwrap_err();
+    let err = launch(
+        "emu_fault_write_past_end",
+        dims(1, 32, 0),
+        &mut [Arg::In(&x)],
+    )
+    .unwrap_err();
     assert_eq!(err.kind, EmuErrorKind::BadArguments, "{err}");
     let err = launch("emu_fault_write_past_end", dims(1, 32, 0), &mut []).unwrap_err();
     assert_eq!(err.kind, EmuErrorKind::BadArguments, "{err}");
