@@ -10,6 +10,7 @@
 //! the same traits with kernel launches.
 
 pub mod cpu;
+pub mod cuda_kernels;
 pub mod kernels;
 
 use crate::error::Result;
