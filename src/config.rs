@@ -118,9 +118,23 @@ pub struct DiccaeConfig {
     /// The cluster terms start only once L_ins is below this fraction of
     /// its chance value ln(B).
     pub chance_gate: f32,
+    /// The embeddings k-means clusters: `audio_video` (the normalised sum
+    /// of z_a and z_v, the space L_ins trains from the start) or `fused`
+    /// (z_f, which only the confusion-aware loss trains).
+    pub cluster_space: ClusterSpace,
     /// A clustering round whose normalised cluster-size entropy falls below
     /// this is treated as collapsed: the cluster terms pause until the next round.
     pub min_size_entropy: f32,
+}
+
+/// Which embeddings the pseudo-labels come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterSpace {
+    /// `normalise(z_a + z_v)`.
+    AudioVideo,
+    /// `z_f`.
+    Fused,
 }
 
 /// Evaluation.
@@ -212,6 +226,7 @@ impl Config {
                 w_momentum: 0.9,
                 beta_max: 1.0,
                 chance_gate: 0.9,
+                cluster_space: ClusterSpace::AudioVideo,
                 min_size_entropy: 0.6,
             },
             eval: EvalConfig {

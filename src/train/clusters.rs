@@ -40,6 +40,23 @@ pub struct ClusterRound {
     pub accuracy: Option<f64>,
 }
 
+/// The training set's embeddings a clustering round works on.
+pub struct RoundInput<'a> {
+    /// What k-means clusters, `[N, d]`.
+    pub space: &'a [f32],
+    /// `z_a`, `z_v`, `z_f`, each `[N, d]`: the prototypes' spaces.
+    pub modalities: [&'a [f32]; 3],
+    /// True labels, to score the pseudo-labels.
+    pub truth: Option<&'a [usize]>,
+}
+
+/// `normalise(a + b)` per row of width `d`: the audio-visual clustering space.
+pub fn joint_space(a: &[f32], b: &[f32], d: usize) -> Vec<f32> {
+    let mut out: Vec<f32> = a.iter().zip(b).map(|(x, y)| x + y).collect();
+    normalise_rows(&mut out, d);
+    out
+}
+
 /// Pseudo-labels, prototypes, confusion statistics and W.
 pub struct ClusterState<B: Backend> {
     k: usize,
@@ -89,28 +106,28 @@ fn cluster_means(z: &[f32], labels: &[usize], k: usize, d: usize, fallback: &[f3
 }
 
 impl<B: Backend> ClusterState<B> {
-    /// Clusters the fused embeddings `z[2] [N, d]` of the training set into
-    /// `kmeans_cfg.k` groups (matching the previous round's identities when there is
-    /// one), sets the prototypes of all three modalities from `z`, and
-    /// records the round. `truth` scores the pseudo-labels when known.
+    /// Clusters `input.space [N, d]` (the training set's embeddings in the
+    /// configured clustering space) into `kmeans_cfg.k` groups, matching the
+    /// previous round's identities when there is one; sets the prototypes of
+    /// all three modalities from `input.modalities`, and records the round.
     pub fn recluster(
         previous: Option<Self>,
         backend: &B,
-        z: [&[f32]; 3],
+        input: &RoundInput<'_>,
         dim: usize,
         kmeans_cfg: &KMeansConfig,
         epoch: usize,
-        truth: Option<&[usize]>,
     ) -> Result<Self> {
+        let (z, truth) = (input.modalities, input.truth);
         let k = kmeans_cfg.k;
-        let n = z[2].len() / dim.max(1);
+        let n = input.space.len() / dim.max(1);
         if n < k || k == 0 {
             return Err(Error::invalid(
                 "clustering",
                 format!("{n} training clips cannot form {k} clusters"),
             ));
         }
-        let data = Tensor::from_host(backend, &[n, dim], z[2])?;
+        let data = Tensor::from_host(backend, &[n, dim], input.space)?;
         let result = kmeans(backend, &data, kmeans_cfg)?;
         let raw: Vec<usize> = result
             .labels

@@ -17,7 +17,7 @@ use crate::autograd::{ParamStore, Tape};
 use crate::backend::Backend;
 use crate::backend::cpu::CpuBackend;
 use crate::checkpoint::{self, Checkpoint, HostTensor};
-use crate::config::Config;
+use crate::config::{ClusterSpace, Config};
 use crate::confusion::ramp;
 use crate::error::{Error, Result};
 use crate::kmeans::KMeansConfig;
@@ -28,7 +28,7 @@ use crate::ops::infonce::infonce;
 use crate::optim::{AdamW, AdamWConfig, WarmupCosine, clip_grad_norm};
 use crate::rng::seeded;
 use crate::tensor::Tensor;
-use crate::train::clusters::{ClusterSnapshot, ClusterState, MODALITIES};
+use crate::train::clusters::{ClusterSnapshot, ClusterState, MODALITIES, RoundInput, joint_space};
 use crate::train::embed::{SplitEmbeddings, embed_split};
 use crate::train::evaluate::{Evaluation, evaluate};
 use crate::train::features::{self, Dataset};
@@ -266,14 +266,26 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
                 iters: c.kmeans_iters,
                 seed: t.seed ^ epoch as u64,
             };
+            let joint;
+            let space: &[f32] = match c.cluster_space {
+                ClusterSpace::Fused => &tr.z_f,
+                ClusterSpace::AudioVideo => {
+                    joint = joint_space(&tr.z_a, &tr.z_v, cfg.model.proj_dim);
+                    &joint
+                }
+            };
+            let input = RoundInput {
+                space,
+                modalities: [&tr.z_a, &tr.z_v, &tr.z_f],
+                truth: dataset.train.labels.as_deref(),
+            };
             let next = ClusterState::recluster(
                 clusters.take(),
                 &backend,
-                [&tr.z_a, &tr.z_v, &tr.z_f],
+                &input,
                 cfg.model.proj_dim,
                 &km,
                 epoch,
-                dataset.train.labels.as_deref(),
             )?;
             if let Some(r) = next.last_round() {
                 metrics.write(&json!({ "kind": "cluster", "round": r }))?;
