@@ -135,6 +135,14 @@ fn audio_stats(set: &FeatureSet, per_clip: usize) -> Result<NormStats> {
     NormStats::from_spectrograms(set.audio.chunks(per_clip.max(1)))
 }
 
+/// The manifest's clips when `data` names one, else the built-in dataset.
+pub fn load(cfg: &Config, data: Option<&Path>) -> Result<Dataset> {
+    match data {
+        Some(p) => from_manifest(p, cfg),
+        None => synthetic(cfg),
+    }
+}
+
 /// The built-in synthetic dataset at the configured sizes.
 pub fn synthetic(cfg: &Config) -> Result<Dataset> {
     let d = &cfg.data;

@@ -29,7 +29,7 @@ use crate::optim::{AdamW, AdamWConfig, WarmupCosine, clip_grad_norm};
 use crate::rng::seeded;
 use crate::tensor::Tensor;
 use crate::train::clusters::{ClusterSnapshot, ClusterState, MODALITIES, RoundInput, joint_space};
-use crate::train::embed::{SplitEmbeddings, embed_split};
+use crate::train::embed::embed_split;
 use crate::train::evaluate::{Evaluation, evaluate};
 use crate::train::features::{self, Dataset};
 use crate::train::metrics::MetricsLog;
@@ -118,6 +118,16 @@ struct InputShapes {
     video: Vec<usize>,
 }
 
+impl InputShapes {
+    fn of(cfg: &Config) -> Self {
+        let d = &cfg.data;
+        InputShapes {
+            audio: vec![d.n_mels, d.audio_frames],
+            video: vec![d.frames, 3, d.frame_size, d.frame_size],
+        }
+    }
+}
+
 fn with_batch(n: usize, shape: &[usize]) -> Vec<usize> {
     let mut s = vec![n];
     s.extend_from_slice(shape);
@@ -159,10 +169,7 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
     } else {
         None
     };
-    let dataset = match &opts.data {
-        Some(p) => features::from_manifest(p, cfg)?,
-        None => features::synthetic(cfg)?,
-    };
+    let dataset = features::load(cfg, opts.data.as_deref())?;
     report_dataset(opts, out, &dataset)?;
     if dataset.train.len() < 2 {
         return Err(Error::Training(format!(
@@ -175,10 +182,7 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
 
     let mut store = ParamStore::new(backend.clone());
     let model = AvModel::new(&mut store, &cfg.model, &cfg.data, cfg.train.seed)?;
-    let shapes = InputShapes {
-        audio: vec![cfg.data.n_mels, cfg.data.audio_frames],
-        video: vec![cfg.data.frames, 3, cfg.data.frame_size, cfg.data.frame_size],
-    };
+    let shapes = InputShapes::of(cfg);
     let t = &cfg.train;
     let mut opt = AdamW::new(AdamWConfig {
         beta1: t.beta1,
@@ -217,15 +221,7 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
             opts,
             "evaluating the randomly initialised encoder (reference point)",
         );
-        let (tr, te) = embed_both(&model, &store, &dataset, cfg, &shapes)?;
-        state.random_init = Some(evaluate(
-            &dataset,
-            &tr,
-            &te,
-            cfg.model.dim,
-            cfg.model.proj_dim,
-            &cfg.eval,
-        )?);
+        state.random_init = Some(evaluate_model(&model, &store, &dataset, cfg)?);
     }
 
     let batch = t.batch_size.min(dataset.train.len());
@@ -550,15 +546,7 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
     }
 
     say(opts, "evaluating the pretrained encoder");
-    let (tr, te) = embed_both(&model, &store, &dataset, cfg, &shapes)?;
-    let final_eval = evaluate(
-        &dataset,
-        &tr,
-        &te,
-        cfg.model.dim,
-        cfg.model.proj_dim,
-        &cfg.eval,
-    )?;
+    let final_eval = evaluate_model(&model, &store, &dataset, cfg)?;
     let summary = Summary::new(
         cfg,
         &dataset,
@@ -611,31 +599,16 @@ pub fn evaluate_checkpoint(
         path: out.display().to_string(),
         detail: format!("cannot create the output directory: {e}"),
     })?;
-    let dataset = match data {
-        Some(p) => features::from_manifest(p, &cfg)?,
-        None => features::synthetic(&cfg)?,
-    };
+    let dataset = features::load(&cfg, data)?;
     report_dataset(&opts, out, &dataset)?;
     let backend = CpuBackend::new();
     let mut store = ParamStore::new(backend.clone());
     let model = AvModel::new(&mut store, &cfg.model, &cfg.data, cfg.train.seed)?;
-    let shapes = InputShapes {
-        audio: vec![cfg.data.n_mels, cfg.data.audio_frames],
-        video: vec![cfg.data.frames, 3, cfg.data.frame_size, cfg.data.frame_size],
-    };
     say(
         &opts,
         "evaluating the randomly initialised encoder (reference point)",
     );
-    let (tr, te) = embed_both(&model, &store, &dataset, &cfg, &shapes)?;
-    let random_init = evaluate(
-        &dataset,
-        &tr,
-        &te,
-        cfg.model.dim,
-        cfg.model.proj_dim,
-        &cfg.eval,
-    )?;
+    let random_init = evaluate_model(&model, &store, &dataset, &cfg)?;
     let mut clusters = None;
     let state = restore(
         &ckpt,
@@ -652,15 +625,7 @@ pub fn evaluate_checkpoint(
             state.epochs_done
         ),
     );
-    let (tr, te) = embed_both(&model, &store, &dataset, &cfg, &shapes)?;
-    let eval = evaluate(
-        &dataset,
-        &tr,
-        &te,
-        cfg.model.dim,
-        cfg.model.proj_dim,
-        &cfg.eval,
-    )?;
+    let eval = evaluate_model(&model, &store, &dataset, &cfg)?;
     let summary = Summary::new(
         &cfg,
         &dataset,
@@ -675,18 +640,25 @@ pub fn evaluate_checkpoint(
     Ok(summary)
 }
 
-fn embed_both<B: Backend>(
+/// Embeds both splits without gradients and evaluates the embeddings.
+fn evaluate_model<B: Backend>(
     model: &AvModel,
     store: &ParamStore<B>,
     data: &Dataset,
     cfg: &Config,
-    shapes: &InputShapes,
-) -> Result<(SplitEmbeddings, SplitEmbeddings)> {
+) -> Result<Evaluation> {
+    let shapes = InputShapes::of(cfg);
     let b = cfg.train.batch_size.max(1);
-    Ok((
-        embed_split(model, store, &data.train, b, (&shapes.audio, &shapes.video))?,
-        embed_split(model, store, &data.test, b, (&shapes.audio, &shapes.video))?,
-    ))
+    let embed = |set| embed_split(model, store, set, b, (&shapes.audio, &shapes.video));
+    let (train, test) = (embed(&data.train)?, embed(&data.test)?);
+    evaluate(
+        data,
+        &train,
+        &test,
+        cfg.model.dim,
+        cfg.model.proj_dim,
+        &cfg.eval,
+    )
 }
 
 fn write_text(path: &Path, text: &str) -> Result<()> {
