@@ -118,9 +118,9 @@ pub struct DiccaeConfig {
     /// The cluster terms start only once L_ins is below this fraction of
     /// its chance value ln(B).
     pub chance_gate: f32,
-    /// The embeddings k-means clusters: `audio_video` (the normalised sum
-    /// of z_a and z_v, the space L_ins trains from the start) or `fused`
-    /// (z_f, which only the confusion-aware loss trains).
+    /// The embeddings k-means clusters: `fused` (z_f, as METHOD.md says;
+    /// only the confusion-aware loss trains it) or `audio_video` (the
+    /// normalised sum of z_a and z_v, the space L_ins trains from the start).
     pub cluster_space: ClusterSpace,
     /// A clustering round whose normalised cluster-size entropy falls below
     /// this is treated as collapsed: the cluster terms pause until the next round.
@@ -226,7 +226,7 @@ impl Config {
                 w_momentum: 0.9,
                 beta_max: 1.0,
                 chance_gate: 0.9,
-                cluster_space: ClusterSpace::AudioVideo,
+                cluster_space: ClusterSpace::Fused,
                 min_size_entropy: 0.6,
             },
             eval: EvalConfig {
