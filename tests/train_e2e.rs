@@ -90,6 +90,8 @@ fn built_in_data_run_writes_every_output() {
         "/knn/fused/top1",
         "/random_init/linear_probe/fused/top1",
         "/retrieval/audio_to_video/r10",
+        "/kmeans_nmi",
+        "/random_init/kmeans_nmi",
         "/seconds",
     ] {
         let v = s

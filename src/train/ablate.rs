@@ -70,6 +70,8 @@ pub struct AblationRun {
     pub pairs: f64,
     /// Pseudo-label NMI at the last clustering round (when any ran).
     pub last_nmi: Option<f64>,
+    /// NMI of k-means on the test split's fused features.
+    pub kmeans_nmi: f64,
     /// Wall time of the run.
     pub seconds: f64,
 }
@@ -93,6 +95,7 @@ impl AblationRun {
             } else {
                 s.clustering.nmi.last().copied()
             },
+            kmeans_nmi: ev.kmeans_nmi.unwrap_or(f64::NAN),
             seconds: if random { 0.0 } else { s.seconds },
         })
     }
@@ -189,7 +192,7 @@ fn render(runs: &[AblationRun], plan: &AblationPlan<'_>) -> String {
     );
     let _ = writeln!(
         t,
-        "| variant | objective | fused probe | audio probe | video probe | kNN | confusable pairs | last NMI |\n|---|---|---|---|---|---|---|---|"
+        "| variant | objective | fused probe | audio probe | video probe | kNN | confusable pairs | test k-means NMI | last pseudo-label NMI |\n|---|---|---|---|---|---|---|---|---|"
     );
     let names = std::iter::once(("random_init", "untrained encoder"))
         .chain(VARIANTS.iter().map(|v| (v.name, v.description)));
@@ -211,12 +214,16 @@ fn render(runs: &[AblationRun], plan: &AblationPlan<'_>) -> String {
         };
         let _ = writeln!(
             t,
-            "| {name} | {desc} | {} | {} | {} | {} | {} | {nmi} |",
+            "| {name} | {desc} | {} | {} | {} | {} | {} | {} | {nmi} |",
             cell(&|r| r.fused_top1),
             cell(&|r| r.audio_top1),
             cell(&|r| r.video_top1),
             cell(&|r| r.knn_top1),
-            cell(&|r| r.pairs)
+            cell(&|r| r.pairs),
+            {
+                let (m, s) = mean_std(&rows.iter().map(|r| r.kmeans_nmi).collect::<Vec<_>>());
+                format!("{m:.3} ± {s:.3}")
+            }
         );
     }
     t

@@ -3,11 +3,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::cpu::CpuBackend;
 use crate::config::EvalConfig;
 use crate::error::Result;
-use crate::eval::knn::{cosine_similarity, knn_predict};
-use crate::eval::metrics::recall_at_k;
+use crate::eval::knn::{cosine_similarity, knn_predict, l2_rows};
+use crate::eval::metrics::{nmi, recall_at_k};
 use crate::eval::probe::{ProbeConfig, linear_probe};
+use crate::kmeans::{KMeansConfig, kmeans};
+use crate::tensor::Tensor;
 use crate::train::embed::SplitEmbeddings;
 use crate::train::features::Dataset;
 
@@ -98,6 +101,10 @@ pub struct Evaluation {
     pub known_pairs_accuracy: Option<f64>,
     /// Row-normalised confusion matrix `[C, C]` of the fused probe on the test split.
     pub confusion_matrix: Vec<f64>,
+    /// NMI against the true labels of k-means (K = classes) on the test
+    /// split's normalised fused features: how well the classes cluster,
+    /// comparable across variants whether or not they clustered in training.
+    pub kmeans_nmi: Option<f64>,
 }
 
 fn pair_score(a: usize, b: usize, truth: &[usize], pred: &[usize], names: &[String]) -> PairScore {
@@ -199,6 +206,26 @@ pub fn evaluate(
         }
     }
     ev.confusion_matrix = counts;
+    let be = CpuBackend::new();
+    let feats = Tensor::from_host(&be, &[n_test, dim], &l2_rows(&test.h_f, dim))?;
+    if n_test >= classes {
+        let km = kmeans(
+            &be,
+            &feats,
+            &KMeansConfig {
+                k: classes,
+                iters: 20,
+                seed: 0,
+            },
+        )?;
+        let labels: Vec<usize> = km
+            .labels
+            .to_host(&be)?
+            .iter()
+            .map(|&l| l as usize)
+            .collect();
+        ev.kmeans_nmi = Some(nmi(&labels, yte));
+    }
     let mut pairs: Vec<PairScore> = (0..classes)
         .flat_map(|a| ((a + 1)..classes).map(move |b| (a, b)))
         .map(|(a, b)| pair_score(a, b, yte, pred, &data.classes))

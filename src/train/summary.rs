@@ -11,6 +11,8 @@
 //! - `retrieval.{audio_to_video,video_to_audio}.{r1,r5,r10}`;
 //! - `clustering.{epochs,nmi,ari,accuracy,size_entropy,stability}`: one value
 //!   per clustering round (`nmi`/`ari`/`accuracy` against the true labels);
+//! - `kmeans_nmi`: NMI of k-means (K = classes) on the test split's fused
+//!   features against the true labels (shown as a percentage in the table);
 //! - `most_confused`, `known_pairs`: class pairs with `confusion_rate` and
 //!   `pair_accuracy`; `known_pairs_accuracy`: mean over the built-in data's
 //!   confusable pairs;
@@ -211,6 +213,13 @@ impl Summary {
             }
             let f = |v: Option<f64>| v.map_or("-".to_string(), pct);
             let _ = writeln!(s, "{name:<34} {:>9} {:>12}", f(a), f(b));
+        }
+        if let (Some(a), Some(b)) = (self.eval.kmeans_nmi, self.random_init.kmeans_nmi) {
+            let _ = writeln!(
+                s,
+                "{:<34} {a:>9.3} {b:>12.3}",
+                "k-means NMI, test fused features"
+            );
         }
         if let (Some(first), Some(last)) = (self.clustering.nmi.first(), self.clustering.nmi.last())
         {
