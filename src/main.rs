@@ -95,9 +95,12 @@ struct EvalArgs {
 
 #[derive(Args)]
 struct AblateArgs {
-    /// Seeds per variant (train.seed = 0, 1, ...).
+    /// Seeds per variant (train.seed = first, first + 1, ...).
     #[arg(long, default_value_t = 3)]
     seeds: u64,
+    /// The first seed (to extend an earlier table with more seeds).
+    #[arg(long, default_value_t = 0)]
+    first_seed: u64,
     /// Directory for the runs and the table.
     #[arg(long, value_name = "DIR", default_value = "runs/ablation")]
     out: PathBuf,
@@ -121,6 +124,7 @@ fn run_ablate(args: AblateArgs) -> diccae_engine::Result<()> {
         config_file: args.config.as_deref(),
         overrides: &args.overrides,
         seeds: args.seeds,
+        first_seed: args.first_seed,
         out: args.out.clone(),
         data: args.data,
     })?;

@@ -150,6 +150,7 @@ fn ablate_writes_one_table_over_variants() {
         config_file: Some(&cfg_path),
         overrides: &overrides,
         seeds: 1,
+        first_seed: 0,
         out: out.clone(),
         data: None,
     })

@@ -109,8 +109,10 @@ pub struct AblationPlan<'a> {
     pub config_file: Option<&'a Path>,
     /// Overrides shared by every run.
     pub overrides: &'a [String],
-    /// Seeds `0..seeds`.
+    /// Seeds `first_seed..first_seed + seeds`.
     pub seeds: u64,
+    /// The first seed.
+    pub first_seed: u64,
     /// Where each run's directory and the table go.
     pub out: PathBuf,
     /// A manifest, or the built-in data.
@@ -130,7 +132,7 @@ pub fn ablate(plan: &AblationPlan<'_>) -> Result<String> {
     let mut runs: Vec<AblationRun> = Vec::new();
     let total = VARIANTS.len() as u64 * plan.seeds;
     let mut done = 0;
-    for seed in 0..plan.seeds {
+    for seed in plan.first_seed..plan.first_seed + plan.seeds {
         for v in &VARIANTS {
             let mut sets: Vec<String> = plan.overrides.to_vec();
             sets.extend(v.overrides.iter().map(|s| s.to_string()));
