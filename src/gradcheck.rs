@@ -61,7 +61,9 @@ fn weighted_sum(out: &[f32], weights: &[f32]) -> f64 {
         .sum()
 }
 
-fn eval<F>(inputs: &[(Vec<usize>, Vec<f32>)], f: &F) -> Result<Vec<f32>>
+/// Runs `f` on the CPU backend without recording gradients, with `inputs`
+/// (shape, data) as its values, and returns its output on the host.
+pub fn forward<F>(inputs: &[(Vec<usize>, Vec<f32>)], f: &F) -> Result<Vec<f32>>
 where
     F: Fn(&mut Tape<'_, CpuBackend>, &[Var]) -> Result<Var>,
 {
@@ -70,6 +72,26 @@ where
     let vars = leaves(&mut tape, inputs)?;
     let out = f(&mut tape, &vars)?;
     Ok(tape.value(out).buf().clone())
+}
+
+/// The error `f` returns on zero-filled inputs of `shapes` (for tests of an
+/// op's shape checks); panics if `f` succeeds.
+pub fn op_error<F>(shapes: &[&[usize]], f: F) -> String
+where
+    F: Fn(&mut Tape<'_, CpuBackend>, &[Var]) -> Result<Var>,
+{
+    let be = CpuBackend::new();
+    let store = ParamStore::new(be.clone());
+    let mut tape = Tape::new(&store);
+    let vars: Vec<Var> = shapes
+        .iter()
+        .map(|s| Tensor::zeros(&be, s).map(|t| tape.constant(t)))
+        .collect::<Result<_>>()
+        .unwrap_or_else(|e| panic!("cannot build inputs {shapes:?}: {e}"));
+    match f(&mut tape, &vars) {
+        Ok(_) => panic!("expected an error for inputs {shapes:?}"),
+        Err(e) => e.to_string(),
+    }
 }
 
 fn leaves(tape: &mut Tape<'_, CpuBackend>, inputs: &[(Vec<usize>, Vec<f32>)]) -> Result<Vec<Var>> {
@@ -123,9 +145,9 @@ where
         for c in coords {
             let mut probe = inputs.to_vec();
             probe[i].1[c] = data[c] + cfg.eps;
-            let plus = weighted_sum(&eval(&probe, &f).map_err(fail)?, &weights);
+            let plus = weighted_sum(&forward(&probe, &f).map_err(fail)?, &weights);
             probe[i].1[c] = data[c] - cfg.eps;
-            let minus = weighted_sum(&eval(&probe, &f).map_err(fail)?, &weights);
+            let minus = weighted_sum(&forward(&probe, &f).map_err(fail)?, &weights);
             let numeric = (plus - minus) / (2.0 * f64::from(cfg.eps));
             let a = f64::from(analytic[c]);
             let tol = cfg.atol + cfg.rtol * a.abs().max(numeric.abs());

@@ -2,13 +2,12 @@
 //! finite differences at awkward sizes, the parallel paths at sizes above
 //! the threshold, and shape errors.
 
-use diccae_engine::autograd::{ParamStore, Tape, Var};
+use diccae_engine::autograd::{Tape, Var};
 use diccae_engine::backend::ElementwiseKernels;
 use diccae_engine::backend::cpu::CpuBackend;
-use diccae_engine::gradcheck::{GradCheck, all_close, check_gradients, test_seed};
+use diccae_engine::gradcheck::{self, GradCheck, all_close, check_gradients, op_error, test_seed};
 use diccae_engine::ops::elementwise::{add, bias_add, broadcast_add, gelu, scale};
 use diccae_engine::rng::{normal_vec, seeded, uniform_vec};
-use diccae_engine::tensor::Tensor;
 
 const ROWS: [usize; 3] = [1, 7, 33];
 const DIMS: [usize; 4] = [1, 5, 33, 129];
@@ -18,30 +17,7 @@ fn forward(
     inputs: &[(Vec<usize>, Vec<f32>)],
     f: impl Fn(&mut Tape<'_, CpuBackend>, &[Var]) -> diccae_engine::Result<Var>,
 ) -> Vec<f32> {
-    let be = CpuBackend::new();
-    let store = ParamStore::new(be.clone());
-    let mut tape = Tape::no_grad(&store);
-    let vars: Vec<Var> = inputs
-        .iter()
-        .map(|(s, d)| tape.constant(Tensor::from_host(&be, s, d).unwrap()))
-        .collect();
-    let out = f(&mut tape, &vars).unwrap();
-    tape.value(out).to_host(&be).unwrap()
-}
-
-/// The error message of `f` on zero-filled constants of the given shapes.
-fn error_of(
-    shapes: &[&[usize]],
-    f: impl Fn(&mut Tape<'_, CpuBackend>, &[Var]) -> diccae_engine::Result<Var>,
-) -> String {
-    let be = CpuBackend::new();
-    let store = ParamStore::new(be.clone());
-    let mut tape = Tape::new(&store);
-    let vars: Vec<Var> = shapes
-        .iter()
-        .map(|s| tape.constant(Tensor::zeros(&be, s).unwrap()))
-        .collect();
-    f(&mut tape, &vars).unwrap_err().to_string()
+    gradcheck::forward(inputs, &f).unwrap()
 }
 
 /// GELU (tanh approximation) in f64.
@@ -310,17 +286,17 @@ fn sum_rows_is_reproducible() {
 
 #[test]
 fn shape_mismatches_are_errors() {
-    let err = error_of(&[&[3, 4], &[4, 3]], |t, v| add(t, v[0], v[1]));
+    let err = op_error(&[&[3, 4], &[4, 3]], |t, v| add(t, v[0], v[1]));
     assert!(err.contains("[3, 4]") && err.contains("[4, 3]"), "{err}");
-    let err = error_of(&[&[3, 4], &[5]], |t, v| bias_add(t, v[0], v[1]));
+    let err = op_error(&[&[3, 4], &[5]], |t, v| bias_add(t, v[0], v[1]));
     assert!(err.contains("bias [5]") && err.contains("[4]"), "{err}");
-    let err = error_of(&[&[3, 4], &[1, 4]], |t, v| bias_add(t, v[0], v[1]));
+    let err = op_error(&[&[3, 4], &[1, 4]], |t, v| bias_add(t, v[0], v[1]));
     assert!(err.contains("bias [1, 4]"), "{err}");
-    let err = error_of(&[&[], &[1]], |t, v| bias_add(t, v[0], v[1]));
+    let err = op_error(&[&[], &[1]], |t, v| bias_add(t, v[0], v[1]));
     assert!(err.contains("no last dim"), "{err}");
-    let err = error_of(&[&[2, 3, 4], &[3, 5]], |t, v| broadcast_add(t, v[0], v[1]));
+    let err = op_error(&[&[2, 3, 4], &[3, 5]], |t, v| broadcast_add(t, v[0], v[1]));
     assert!(err.contains("e [3, 5]") && err.contains("[3, 4]"), "{err}");
-    let err = error_of(&[&[2, 3, 4], &[2, 3, 4]], |t, v| {
+    let err = op_error(&[&[2, 3, 4], &[2, 3, 4]], |t, v| {
         broadcast_add(t, v[0], v[1])
     });
     assert!(err.contains("expected [3, 4]"), "{err}");

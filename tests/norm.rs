@@ -2,10 +2,10 @@
 //! formulas, gradients against finite differences at awkward sizes, the
 //! clamped L2 branch, the parallel paths, and argument errors.
 
-use diccae_engine::autograd::{ParamStore, Tape, Var};
+use diccae_engine::autograd::{Tape, Var};
 use diccae_engine::backend::cpu::CpuBackend;
 use diccae_engine::backend::{LayerNormNeeds, NormKernels, NormSpec};
-use diccae_engine::gradcheck::{GradCheck, all_close, check_gradients, test_seed};
+use diccae_engine::gradcheck::{self, GradCheck, all_close, check_gradients, op_error, test_seed};
 use diccae_engine::ops::norm::{l2_normalize, layer_norm};
 use diccae_engine::rng::{SeededRng, normal_vec, seeded, uniform_vec};
 use diccae_engine::tensor::Tensor;
@@ -18,30 +18,7 @@ fn forward(
     inputs: &[(Vec<usize>, Vec<f32>)],
     f: impl Fn(&mut Tape<'_, CpuBackend>, &[Var]) -> diccae_engine::Result<Var>,
 ) -> Vec<f32> {
-    let be = CpuBackend::new();
-    let store = ParamStore::new(be.clone());
-    let mut tape = Tape::no_grad(&store);
-    let vars: Vec<Var> = inputs
-        .iter()
-        .map(|(s, d)| tape.constant(Tensor::from_host(&be, s, d).unwrap()))
-        .collect();
-    let out = f(&mut tape, &vars).unwrap();
-    tape.value(out).to_host(&be).unwrap()
-}
-
-/// The error message of `f` on zero-filled constants of the given shapes.
-fn error_of(
-    shapes: &[&[usize]],
-    f: impl Fn(&mut Tape<'_, CpuBackend>, &[Var]) -> diccae_engine::Result<Var>,
-) -> String {
-    let be = CpuBackend::new();
-    let store = ParamStore::new(be.clone());
-    let mut tape = Tape::new(&store);
-    let vars: Vec<Var> = shapes
-        .iter()
-        .map(|s| tape.constant(Tensor::zeros(&be, s).unwrap()))
-        .collect();
-    f(&mut tape, &vars).unwrap_err().to_string()
+    gradcheck::forward(inputs, &f).unwrap()
 }
 
 fn to_f32(v: &[f64]) -> Vec<f32> {
@@ -451,24 +428,24 @@ fn bad_shapes_and_eps_are_errors() {
     let ln = |eps: f32| {
         move |t: &mut Tape<'_, CpuBackend>, v: &[Var]| layer_norm(t, v[0], v[1], v[2], eps)
     };
-    let err = error_of(&[&[3, 4], &[5], &[4]], ln(EPS));
+    let err = op_error(&[&[3, 4], &[5], &[4]], ln(EPS));
     assert!(err.contains("gamma [5]") && err.contains("[3, 4]"), "{err}");
-    let err = error_of(&[&[3, 4], &[4], &[1, 4]], ln(EPS));
+    let err = op_error(&[&[3, 4], &[4], &[1, 4]], ln(EPS));
     assert!(
         err.contains("beta [1, 4]") && err.contains("expected [4]"),
         "{err}"
     );
-    let err = error_of(&[&[], &[1], &[1]], ln(EPS));
+    let err = op_error(&[&[], &[1], &[1]], ln(EPS));
     assert!(err.contains("scalar"), "{err}");
-    let err = error_of(&[&[3, 0], &[0], &[0]], ln(EPS));
+    let err = op_error(&[&[3, 0], &[0], &[0]], ln(EPS));
     assert!(err.contains("length 0"), "{err}");
     for eps in [0.0, -1e-5, f32::NAN, f32::INFINITY] {
-        let err = error_of(&[&[3, 4], &[4], &[4]], ln(eps));
+        let err = op_error(&[&[3, 4], &[4], &[4]], ln(eps));
         assert!(err.contains("eps"), "{err}");
-        let err = error_of(&[&[3, 4]], |t, v| l2_normalize(t, v[0], eps));
+        let err = op_error(&[&[3, 4]], |t, v| l2_normalize(t, v[0], eps));
         assert!(err.contains("eps"), "{err}");
     }
-    let err = error_of(&[&[]], |t, v| l2_normalize(t, v[0], 1e-6));
+    let err = op_error(&[&[]], |t, v| l2_normalize(t, v[0], 1e-6));
     assert!(err.contains("scalar"), "{err}");
     // The kernels check lengths themselves too.
     let be = CpuBackend::new();
