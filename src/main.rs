@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use diccae_engine::backend::BackendCore;
 use diccae_engine::backend::cpu::CpuBackend;
+use diccae_engine::backend::{BackendCore, cuda_kernels};
 use diccae_engine::config::Config;
 use diccae_engine::train::ablate::{AblationPlan, ablate};
 use diccae_engine::train::trainer::{TrainOptions, evaluate_checkpoint, train};
@@ -51,7 +51,7 @@ enum Command {
         diccae-engine ablate --seeds 3 --out runs/ablation"
     )]
     Ablate(AblateArgs),
-    /// Print the backend this build uses and its thread count.
+    /// Print the backend this build uses, its thread count, and whether the CUDA kernels are built in.
     Info,
 }
 
@@ -215,6 +215,18 @@ fn main() -> ExitCode {
             let cpu = CpuBackend::new();
             println!("diccae-engine {}", env!("CARGO_PKG_VERSION"));
             println!("backend {}: {} threads", cpu.name(), cpu.threads());
+            if cuda_kernels::KERNELS_BUILT {
+                let stems: Vec<&str> = cuda_kernels::kernel_fatbins()
+                    .iter()
+                    .map(|(s, _)| *s)
+                    .collect();
+                println!(
+                    "CUDA kernels built into this binary: {} (no CUDA backend yet)",
+                    stems.join(", ")
+                );
+            } else {
+                println!("{}", cuda_kernels::missing_kernels_hint());
+            }
             Ok(())
         }
     };
