@@ -28,6 +28,12 @@ __device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); 
 /// Positive infinity (NVRTC-safe).
 __device__ __forceinline__ float pos_inf() { return __int_as_float(0x7f800000); }
 
+/// First index of a grid-stride loop over a 1-D grid of 1-D blocks.
+__device__ __forceinline__ long long grid_first() { return (long long)blockIdx.x * blockDim.x + threadIdx.x; }
+
+/// Step of a grid-stride loop: every thread of the grid once.
+__device__ __forceinline__ long long grid_step() { return (long long)gridDim.x * blockDim.x; }
+
 /// Sum over the 32 lanes of a warp (every lane gets it).
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
@@ -91,6 +97,21 @@ __device__ __forceinline__ float block_sum(float v, Buf<float> scratch) {
     float r = scratch[32];
     __syncthreads();
     return r;
+}
+
+/// Column sums of a 256-thread block laid out as 8 warps × 32 lanes (lane =
+/// column): lane l of warp 0 gets Σ_w v(w, l), added in warp order (fixed,
+/// so deterministic); the other warps get 0. `scratch` holds at least 256
+/// floats of shared memory. Every thread of the block must call it.
+__device__ __forceinline__ float column_sum_8x32(float v, Buf<float> scratch) {
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    scratch[warp * 32 + lane] = v;
+    __syncthreads();
+    float t = 0.0f;
+    if (warp == 0)
+        for (int w = 0; w < 8; ++w) t += scratch[w * 32 + lane];
+    __syncthreads();
+    return t;
 }
 
 /// Decodes an f32-encoded class index; −1 when it is not an integer in 0..k.
