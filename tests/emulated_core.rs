@@ -19,7 +19,11 @@ fn emu_sum_squares(x: &[f32], g: usize) -> f64 {
     launch(
         "sum_squares_partial_f32",
         dims(g, 256, 0),
-        &mut [Arg::In(x), Arg::I32(x.len() as i32), Arg::Out(&mut partials)],
+        &mut [
+            Arg::In(x),
+            Arg::I32(x.len() as i32),
+            Arg::Out(&mut partials),
+        ],
     )
     .unwrap();
     let mut out = vec![f32::NAN; 2];
@@ -56,7 +60,12 @@ fn fill_axpy_and_scale_match_the_cpu_backend() {
         launch(
             "axpy_f32",
             dims(blocks, 256, 0),
-            &mut [Arg::F32(0.3), Arg::In(&x), Arg::I32(n as i32), Arg::Out(&mut y)],
+            &mut [
+                Arg::F32(0.3),
+                Arg::In(&x),
+                Arg::I32(n as i32),
+                Arg::Out(&mut y),
+            ],
         )
         .unwrap();
         let mut want = y0.clone();

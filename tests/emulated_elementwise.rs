@@ -86,7 +86,14 @@ fn elementwise_kernels_match_the_cpu_backend() {
             &mut [Arg::In(&a), Arg::I32(ni), Arg::F32(c), Arg::Out(&mut out)],
         )
         .unwrap();
-        assert_close("scaled", &shape, &out, &cpu.scaled(&a, c).unwrap(), 0.0, 0.0);
+        assert_close(
+            "scaled",
+            &shape,
+            &out,
+            &cpu.scaled(&a, c).unwrap(),
+            0.0,
+            0.0,
+        );
 
         launch(
             "add_row_f32",
@@ -116,7 +123,14 @@ fn elementwise_kernels_match_the_cpu_backend() {
             &mut [Arg::In(&a), Arg::I32(ni), Arg::Out(&mut out)],
         )
         .unwrap();
-        assert_close("gelu_fwd", &shape, &out, &cpu.gelu_fwd(&a).unwrap(), 1e-5, 1e-6);
+        assert_close(
+            "gelu_fwd",
+            &shape,
+            &out,
+            &cpu.gelu_fwd(&a).unwrap(),
+            1e-5,
+            1e-6,
+        );
 
         launch(
             "gelu_bwd_f32",

@@ -146,8 +146,22 @@ fn layer_norm_forward_and_backward_match_the_cpu_backend() {
             let what = format!("rows_per_split {split}");
             let want_g = grads.dgamma.as_ref().unwrap();
             let want_b = grads.dbeta.as_ref().unwrap();
-            assert_close(&format!("dgamma ({what})"), &shape, &dgamma, want_g, 1e-5, 5e-5);
-            assert_close(&format!("dbeta ({what})"), &shape, &dbeta, want_b, 1e-5, 5e-5);
+            assert_close(
+                &format!("dgamma ({what})"),
+                &shape,
+                &dgamma,
+                want_g,
+                1e-5,
+                5e-5,
+            );
+            assert_close(
+                &format!("dbeta ({what})"),
+                &shape,
+                &dbeta,
+                want_b,
+                1e-5,
+                5e-5,
+            );
         }
     }
 }

@@ -22,7 +22,12 @@ fn flat(n: usize) -> Dims {
 fn mean_tokens_forward_and_backward_match_the_cpu_backend() {
     let mut r = rng("mean_tokens_emulated");
     let cpu = CpuBackend::new();
-    for &(b, t, w) in &[(1usize, 1usize, 1usize), (3, 7, 5), (2, 33, 257), (5, 129, 3)] {
+    for &(b, t, w) in &[
+        (1usize, 1usize, 1usize),
+        (3, 7, 5),
+        (2, 33, 257),
+        (5, 129, 3),
+    ] {
         let shape = format!("batch={b} tokens={t} width={w}");
         let x = normal_vec(&mut r, b * t * w, 1.0);
         let mut out = vec![f32::NAN; b * w];
@@ -30,7 +35,13 @@ fn mean_tokens_forward_and_backward_match_the_cpu_backend() {
         launch(
             "mean_tokens_f32",
             flat(b * w),
-            &mut [Arg::In(&x), Arg::I32(bi), Arg::I32(ti), Arg::I32(wi), Arg::Out(&mut out)],
+            &mut [
+                Arg::In(&x),
+                Arg::I32(bi),
+                Arg::I32(ti),
+                Arg::I32(wi),
+                Arg::Out(&mut out),
+            ],
         )
         .unwrap();
         let mut want = vec![f32::NAN; b * w];
@@ -43,7 +54,13 @@ fn mean_tokens_forward_and_backward_match_the_cpu_backend() {
         launch(
             "mean_tokens_bwd_f32",
             flat(b * t * w),
-            &mut [Arg::In(&g), Arg::I32(bi), Arg::I32(ti), Arg::I32(wi), Arg::Out(&mut gx)],
+            &mut [
+                Arg::In(&g),
+                Arg::I32(bi),
+                Arg::I32(ti),
+                Arg::I32(wi),
+                Arg::Out(&mut gx),
+            ],
         )
         .unwrap();
         let mut want = start;
@@ -96,7 +113,8 @@ fn copy_tokens_matches_the_cpu_backend() {
             )
             .unwrap();
             let mut want = start.clone();
-            cpu.copy_tokens(&block, accumulate, &src, &mut want).unwrap();
+            cpu.copy_tokens(&block, accumulate, &src, &mut want)
+                .unwrap();
             let what = format!("copy_tokens (accumulate {accumulate})");
             assert_close(&what, &shape, &dst, &want, 0.0, 0.0);
         }
