@@ -98,8 +98,9 @@ pub struct DiccaeConfig {
     pub lambda_cls: f32,
     /// Weight of the confusion-aware loss L_conf (after its ramp).
     pub lambda_conf: f32,
-    /// Epochs of L_ins alone before the first clustering (a minimum: the
-    /// cluster terms also wait for the instance loss to leave chance).
+    /// Epochs of L_ins alone before the first clustering round. Rounds run
+    /// from then on every `recluster_every` epochs, but only observe until the
+    /// gate opens: the cluster terms wait for L_ins to leave chance.
     pub warmup_epochs: usize,
     /// Re-cluster every this many epochs.
     pub recluster_every: usize,

@@ -11,6 +11,8 @@
 //! - `retrieval.{audio_to_video,video_to_audio}.{r1,r5,r10}`;
 //! - `clustering.{epochs,nmi,ari,accuracy,size_entropy,stability}`: one value
 //!   per clustering round (`nmi`/`ari`/`accuracy` against the true labels);
+//!   `clustering.terms_from_epoch`: the first epoch the cluster terms trained
+//!   (earlier rounds only observed);
 //! - `kmeans_nmi`: NMI of k-means (K = classes) on the test split's fused
 //!   features against the true labels (shown as a percentage in the table);
 //! - `most_confused`, `known_pairs`: class pairs with `confusion_rate` and
@@ -46,6 +48,10 @@ pub struct ClusteringSummary {
     pub size_entropy: Vec<f64>,
     /// Fraction of unchanged pseudo-labels (rounds after the first).
     pub stability: Vec<f64>,
+    /// First epoch whose loss included a cluster term; rounds before it only
+    /// observed the representation (null when the terms never ran).
+    #[serde(default)]
+    pub terms_from_epoch: Option<usize>,
 }
 
 /// Statistics of the final W.
@@ -110,6 +116,10 @@ impl Summary {
         let mut clustering = ClusteringSummary::default();
         let mut weights = None;
         let mut weight_matrix = None;
+        clustering.terms_from_epoch = history
+            .iter()
+            .find(|h| h.lambda_cls > 0.0 || h.lambda_conf > 0.0)
+            .map(|h| h.epoch);
         if let Some(s) = &clusters {
             for r in &s.rounds {
                 clustering.epochs.push(r.epoch);
@@ -225,8 +235,11 @@ impl Summary {
         {
             let _ = writeln!(
                 s,
-                "pseudo-label NMI, first → last round: {first:.3} → {last:.3} ({} rounds)",
-                self.clustering.nmi.len()
+                "pseudo-label NMI, first → last round: {first:.3} → {last:.3} ({} rounds{})",
+                self.clustering.nmi.len(),
+                self.clustering
+                    .terms_from_epoch
+                    .map_or(String::new(), |e| format!(", cluster terms from epoch {e}"))
             );
         }
         let _ = writeln!(s, "{} epochs in {:.0} s", self.epochs, self.seconds);
@@ -413,14 +426,18 @@ fn render_report(s: &Summary) -> String {
     if !s.clustering.epochs.is_empty() {
         let _ = writeln!(
             r,
-            "## Clustering rounds\n\n| epoch | NMI | ARI | Hungarian acc. | size entropy |\n|---|---|---|---|---|"
+            "## Clustering rounds\n\nRounds before the cluster terms start only observe: their pseudo-labels train nothing.\n\n| epoch | cluster terms | NMI | ARI | Hungarian acc. | size entropy |\n|---|---|---|---|---|---|"
         );
         for i in 0..s.clustering.epochs.len() {
             let g = |v: &Vec<f64>| v.get(i).map_or("-".into(), |x| format!("{x:.3}"));
+            let epoch = s.clustering.epochs[i];
+            let terms = match s.clustering.terms_from_epoch {
+                Some(from) if epoch >= from => "training",
+                _ => "observed",
+            };
             let _ = writeln!(
                 r,
-                "| {} | {} | {} | {} | {} |",
-                s.clustering.epochs[i],
+                "| {epoch} | {terms} | {} | {} | {} | {} |",
                 g(&s.clustering.nmi),
                 g(&s.clustering.ari),
                 g(&s.clustering.accuracy),

@@ -245,11 +245,14 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
     let mut consecutive_bad = 0usize;
     for epoch in state.epochs_done..t.epochs {
         let epoch_start = Instant::now();
-        // Clustering rounds (METHOD.md §3.2), once the gate is open.
-        if let Some(g) = state.gate_epoch
-            && wants_clusters
-            && (epoch - g) % c.recluster_every == 0
-        {
+        // Clustering rounds (METHOD.md §3.2): after `warmup_epochs` and then
+        // every `recluster_every` epochs, plus one at the epoch the gate opens
+        // so the cluster terms start from fresh labels. Rounds before the gate
+        // only observe (their pseudo-labels train nothing).
+        let terms_on = state.gate_epoch.is_some_and(|g| epoch >= g);
+        let scheduled =
+            epoch >= c.warmup_epochs && (epoch - c.warmup_epochs).is_multiple_of(c.recluster_every);
+        if wants_clusters && (scheduled || state.gate_epoch == Some(epoch)) {
             let tr = embed_split(
                 &model,
                 &store,
@@ -288,20 +291,26 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
                 say(
                     opts,
                     format!(
-                        "  clustering at epoch {epoch}: K={k}, size entropy {:.3}{}{}",
+                        "  clustering at epoch {epoch}: K={k}, size entropy {:.3}{}{}{}",
                         r.size_entropy,
                         r.nmi.map_or(String::new(), |v| format!(", NMI {v:.3}")),
                         r.stability
                             .map_or(String::new(), |v| format!(", stable {:.0}%", 100.0 * v)),
+                        if terms_on {
+                            ""
+                        } else {
+                            " (observed; cluster terms not on yet)"
+                        },
                     ),
                 );
             }
             clusters = Some(next);
         }
-        let active = clusters
-            .as_ref()
-            .and_then(|s| s.last_round())
-            .is_some_and(|r| r.size_entropy >= f64::from(c.min_size_entropy));
+        let active = terms_on
+            && clusters
+                .as_ref()
+                .and_then(|s| s.last_round())
+                .is_some_and(|r| r.size_entropy >= f64::from(c.min_size_entropy));
         let (lambda_cls, lambda_conf, beta) = match state.gate_epoch {
             Some(g) if active => (
                 ramp(epoch + 1, g, c.ramp_epochs, c.lambda_cls),
