@@ -67,34 +67,21 @@ fn lse_rows_cols(s: &[f32], tv: usize, row_lse: &mut [f32], col_lse: &mut [f32])
     }
 }
 
-/// Overwrites `s` with `P = exp(s − row_lse_i)` and returns `Q = exp(s − col_lse_j)`,
-/// plus `w_j = mean_i P_ij` and `u_i = mean_j Q_ij`.
-fn probabilities(
-    s: &mut [f32],
-    tv: usize,
-    row_lse: &[f32],
-    col_lse: &[f32],
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let ta = row_lse.len();
+/// Overwrites `s` with `P = exp(s − row_lse_i)` and returns `Q = exp(s − col_lse_j)`.
+fn probabilities(s: &mut [f32], tv: usize, row_lse: &[f32], col_lse: &[f32]) -> Vec<f32> {
     let mut q = vec![0.0f32; s.len()];
-    let mut w = vec![0.0f32; tv];
-    let mut u = vec![0.0f32; ta];
-    for (((row, qrow), &rl), ui) in s
+    for ((row, qrow), &rl) in s
         .chunks_exact_mut(tv)
         .zip(q.chunks_exact_mut(tv))
         .zip(row_lse)
-        .zip(u.iter_mut())
     {
         qrow.iter_mut()
             .zip(row.iter())
             .zip(col_lse)
             .for_each(|((q, &v), &cl)| *q = exp_fast(v - cl));
         row.iter_mut().for_each(|v| *v = exp_fast(*v - rl));
-        w.iter_mut().zip(row.iter()).for_each(|(a, &p)| *a += p);
-        *ui = qrow.iter().sum::<f32>() / tv as f32;
     }
-    w.iter_mut().for_each(|v| *v /= ta as f32);
-    (q, w, u)
+    q
 }
 
 /// `out = Σ_r c_r·x_r` over the rows of `x` (`d` columns).
@@ -131,6 +118,8 @@ fn forward_clip(
     sq_v: &mut [f32],
     row_lse: &mut [f32],
     col_lse: &mut [f32],
+    u: &mut [f32],
+    w: &mut [f32],
     pooled: &mut [f32],
 ) -> f64 {
     let (ta, tv, d, eps) = (spec.ta, spec.tv, spec.dim, spec.eps);
@@ -144,14 +133,19 @@ fn forward_clip(
     let vn = normalised(v, sq_v, d, eps);
     let mut s = logits(&an, &vn, ta, tv, d, spec.tau);
     lse_rows_cols(&s, tv, row_lse, col_lse);
-    let (_, w, u) = probabilities(&mut s, tv, row_lse, col_lse);
+    let q = probabilities(&mut s, tv, row_lse, col_lse);
+    // w_j = mean_i P_ij, u_i = mean_j Q_ij.
+    weighted_rows(&s, &vec![1.0 / ta as f32; ta], w);
+    for (ui, qrow) in u.iter_mut().zip(q.chunks_exact(tv)) {
+        *ui = qrow.iter().sum::<f32>() / tv as f32;
+    }
     let (abar, rest) = pooled.split_at_mut(d);
     let (vbar, rest) = rest.split_at_mut(d);
     let (atil, vtil) = rest.split_at_mut(d);
     weighted_rows(a, &vec![1.0 / ta as f32; ta], abar);
     weighted_rows(v, &vec![1.0 / tv as f32; tv], vbar);
-    weighted_rows(v, &w, atil);
-    weighted_rows(a, &u, vtil);
+    weighted_rows(v, w, atil);
+    weighted_rows(a, u, vtil);
     let (_, _, c1) = cosine(abar, vtil, eps);
     let (_, _, c2) = cosine(vbar, atil, eps);
     2.0 - f64::from(c1) - f64::from(c2)
@@ -163,6 +157,8 @@ struct ClipSaved<'a> {
     sq_v: &'a [f32],
     row_lse: &'a [f32],
     col_lse: &'a [f32],
+    u: &'a [f32],
+    w: &'a [f32],
     pooled: &'a [f32],
 }
 
@@ -214,7 +210,7 @@ fn backward_clip(
     let an = normalised(a, sv.sq_a, d, eps);
     let vn = normalised(v, sv.sq_v, d, eps);
     let mut s = logits(&an, &vn, ta, tv, d, spec.tau);
-    let (q, w, u) = probabilities(&mut s, tv, sv.row_lse, sv.col_lse);
+    let q = probabilities(&mut s, tv, sv.row_lse, sv.col_lse);
     let p = &mut s;
 
     // Gradients of −g·(cos(ā, ṽ) + cos(v̄, ã)) with respect to the pooled vectors.
@@ -256,12 +252,12 @@ fn backward_clip(
     if let Some(da) = da {
         let mut dan = vec![0.0f32; ta * d];
         gemm_serial(&GemmSpec::new(ta, d, tv), ds, &vn, &mut dan);
-        finish_side(&an, &dan, sv.sq_a, &u, &g_vtil, &g_abar, eps, da);
+        finish_side(&an, &dan, sv.sq_a, sv.u, &g_vtil, &g_abar, eps, da);
     }
     if let Some(dv) = dv {
         let mut dvn = vec![0.0f32; tv * d];
         gemm_serial(&GemmSpec::new(tv, d, ta).transposed(true, false), ds, &an, &mut dvn);
-        finish_side(&vn, &dvn, sv.sq_v, &w, &g_atil, &g_vbar, eps, dv);
+        finish_side(&vn, &dvn, sv.sq_v, sv.w, &g_atil, &g_vbar, eps, dv);
     }
 }
 
@@ -327,18 +323,22 @@ impl CgraKernels for CpuBackend {
         let mut sq_v = vec![0.0f32; b * tv];
         let mut row_lse = vec![0.0f32; b * ta];
         let mut col_lse = vec![0.0f32; b * tv];
+        let mut weight_a = vec![0.0f32; b * ta];
+        let mut weight_v = vec![0.0f32; b * tv];
         let mut pooled = vec![0.0f32; b * 4 * d];
         let total: f64 = sq_a
             .par_chunks_mut(ta)
             .zip(sq_v.par_chunks_mut(tv))
             .zip(row_lse.par_chunks_mut(ta))
             .zip(col_lse.par_chunks_mut(tv))
+            .zip(weight_a.par_chunks_mut(ta))
+            .zip(weight_v.par_chunks_mut(tv))
             .zip(pooled.par_chunks_mut(4 * d))
             .enumerate()
-            .map(|(i, ((((sa, sv), rl), cl), pl))| {
+            .map(|(i, ((((((sa, sv), rl), cl), u), w), pl))| {
                 let a = &ha[i * ta * d..(i + 1) * ta * d];
                 let v = &hv[i * tv * d..(i + 1) * tv * d];
-                forward_clip(spec, a, v, sa, sv, rl, cl, pl)
+                forward_clip(spec, a, v, sa, sv, rl, cl, u, w, pl)
             })
             .sum();
         let loss = (total / b as f64) as f32;
@@ -349,6 +349,8 @@ impl CgraKernels for CpuBackend {
                 sq_norm_v: sq_v,
                 row_lse,
                 col_lse,
+                weight_a,
+                weight_v,
                 pooled,
             },
         ))
@@ -370,6 +372,8 @@ impl CgraKernels for CpuBackend {
         check_len(OP, "saved ‖V‖²", &saved.sq_norm_v, b * tv)?;
         check_len(OP, "saved row LSE", &saved.row_lse, b * ta)?;
         check_len(OP, "saved column LSE", &saved.col_lse, b * tv)?;
+        check_len(OP, "saved audio weights", &saved.weight_a, b * ta)?;
+        check_len(OP, "saved video weights", &saved.weight_v, b * tv)?;
         check_len(OP, "saved pooled vectors", &saved.pooled, b * 4 * d)?;
         check_len(OP, "loss gradient", grad_loss, 1)?;
         if let Some(g) = grads.dha.as_deref() {
@@ -393,6 +397,8 @@ impl CgraKernels for CpuBackend {
                     sq_v: &saved.sq_norm_v[i * tv..(i + 1) * tv],
                     row_lse: &saved.row_lse[i * ta..(i + 1) * ta],
                     col_lse: &saved.col_lse[i * tv..(i + 1) * tv],
+                    u: &saved.weight_a[i * ta..(i + 1) * ta],
+                    w: &saved.weight_v[i * tv..(i + 1) * tv],
                     pooled: &saved.pooled[i * 4 * d..(i + 1) * 4 * d],
                 };
                 let a = &ha[i * ta * d..(i + 1) * ta * d];

@@ -52,6 +52,12 @@ pub struct CgraSaved<Buf> {
     pub row_lse: Buf,
     /// Column log-sum-exp `log Σ_i exp(S_ij)`, `B·Tv` values.
     pub col_lse: Buf,
+    /// Pooling weights of the audio tokens `u_i = mean_j Q_ij` (so
+    /// `ṽ = Σ_i u_i A_i`), `B·Ta` values.
+    pub weight_a: Buf,
+    /// Pooling weights of the video tokens `w_j = mean_i P_ij` (so
+    /// `ã = Σ_j w_j V_j`), `B·Tv` values.
+    pub weight_v: Buf,
     /// Pooled vectors `[ā, v̄, ã, ṽ]` of every clip, `B·4·d` values.
     pub pooled: Buf,
 }
