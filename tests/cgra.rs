@@ -40,7 +40,10 @@ fn cgra_ref(ha: &[f32], hv: &[f32], b: usize, ta: usize, tv: usize, d: usize, ta
     let norm_rows = |x: &[f32], t: usize| -> Vec<Vec<f64>> {
         (0..t)
             .map(|i| {
-                let r: Vec<f64> = x[i * d..(i + 1) * d].iter().map(|&v| f64::from(v)).collect();
+                let r: Vec<f64> = x[i * d..(i + 1) * d]
+                    .iter()
+                    .map(|&v| f64::from(v))
+                    .collect();
                 let n = r.iter().map(|a| a * a).sum::<f64>().sqrt().max(e);
                 r.iter().map(|a| a / n).collect()
             })
@@ -77,13 +80,23 @@ fn cgra_ref(ha: &[f32], hv: &[f32], b: usize, ta: usize, tv: usize, d: usize, ta
         let at = |i: usize, k: usize| f64::from(a[i * d + k]);
         let vt = |j: usize, k: usize| f64::from(v[j * d + k]);
         let a_tilde: Vec<Vec<f64>> = (0..ta)
-            .map(|i| (0..d).map(|k| (0..tv).map(|j| p[i][j] * vt(j, k)).sum()).collect())
+            .map(|i| {
+                (0..d)
+                    .map(|k| (0..tv).map(|j| p[i][j] * vt(j, k)).sum())
+                    .collect()
+            })
             .collect();
         let v_tilde: Vec<Vec<f64>> = (0..tv)
-            .map(|j| (0..d).map(|k| (0..ta).map(|i| q[i][j] * at(i, k)).sum()).collect())
+            .map(|j| {
+                (0..d)
+                    .map(|k| (0..ta).map(|i| q[i][j] * at(i, k)).sum())
+                    .collect()
+            })
             .collect();
         let mean = |rows: &dyn Fn(usize, usize) -> f64, t: usize| -> Vec<f64> {
-            (0..d).map(|k| (0..t).map(|i| rows(i, k)).sum::<f64>() / t as f64).collect()
+            (0..d)
+                .map(|k| (0..t).map(|i| rows(i, k)).sum::<f64>() / t as f64)
+                .collect()
         };
         let abar = mean(&at, ta);
         let vbar = mean(&vt, tv);
@@ -255,14 +268,27 @@ fn cgra_of_identical_modalities_is_small_and_grads_are_optional() {
 
 #[test]
 fn cgra_rejects_bad_shapes_and_temperatures() {
-    let msg = op_error(&[&[2, 3, 4], &[3, 5, 4]], |t, v| cgra_loss(t, v[0], v[1], 1.0));
-    assert!(msg.contains("[2, 3, 4]") && msg.contains("[3, 5, 4]"), "{msg}");
-    let msg = op_error(&[&[2, 3, 4], &[2, 5, 6]], |t, v| cgra_loss(t, v[0], v[1], 1.0));
+    let msg = op_error(&[&[2, 3, 4], &[3, 5, 4]], |t, v| {
+        cgra_loss(t, v[0], v[1], 1.0)
+    });
+    assert!(
+        msg.contains("[2, 3, 4]") && msg.contains("[3, 5, 4]"),
+        "{msg}"
+    );
+    let msg = op_error(&[&[2, 3, 4], &[2, 5, 6]], |t, v| {
+        cgra_loss(t, v[0], v[1], 1.0)
+    });
     assert!(msg.contains("cgra_loss"), "{msg}");
-    let msg = op_error(&[&[2, 0, 4], &[2, 5, 4]], |t, v| cgra_loss(t, v[0], v[1], 1.0));
+    let msg = op_error(&[&[2, 0, 4], &[2, 5, 4]], |t, v| {
+        cgra_loss(t, v[0], v[1], 1.0)
+    });
     assert!(msg.contains("at least 1"), "{msg}");
-    let msg = op_error(&[&[2, 12], &[2, 5, 4]], |t, v| cgra_loss(t, v[0], v[1], 1.0));
+    let msg = op_error(&[&[2, 12], &[2, 5, 4]], |t, v| {
+        cgra_loss(t, v[0], v[1], 1.0)
+    });
     assert!(msg.contains("[2, 12]"), "{msg}");
-    let msg = op_error(&[&[1, 3, 4], &[1, 5, 4]], |t, v| cgra_loss(t, v[0], v[1], 0.0));
+    let msg = op_error(&[&[1, 3, 4], &[1, 5, 4]], |t, v| {
+        cgra_loss(t, v[0], v[1], 0.0)
+    });
     assert!(msg.contains("temperature"), "{msg}");
 }

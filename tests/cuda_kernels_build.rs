@@ -7,7 +7,14 @@ use diccae_engine::backend::cuda_kernels::{
 
 #[test]
 fn embedded_kernels_match_the_build() {
-    let files = ["attention", "cgra", "class_align", "infonce", "kmeans", "reduce"];
+    let files = [
+        "attention",
+        "cgra",
+        "class_align",
+        "infonce",
+        "kmeans",
+        "reduce",
+    ];
     if KERNELS_BUILT {
         for f in files {
             let image = kernel_fatbin(f).unwrap_or_else(|| panic!("no fatbin for {f}"));

@@ -12,7 +12,9 @@
 mod emu_common;
 
 use diccae_engine::backend::cpu::CpuBackend;
-use diccae_engine::backend::kernels::cgra::{CGRA_EPS, CgraGrads, CgraKernels, CgraSaved, CgraSpec};
+use diccae_engine::backend::kernels::cgra::{
+    CGRA_EPS, CgraGrads, CgraKernels, CgraSaved, CgraSpec,
+};
 use diccae_engine::rng::normal_vec;
 use emu_common::{Arg, assert_close, dims, dims3, launch, rng};
 
@@ -32,14 +34,27 @@ fn sq_norms(x: &[f32], rows: usize, d: usize) -> Vec<f32> {
     launch(
         "sq_norms_f32",
         dims(rows.div_ceil(8), 256, 0),
-        &mut [Arg::In(x), Arg::I32(rows as i32), Arg::I32(d as i32), Arg::Out(&mut out)],
+        &mut [
+            Arg::In(x),
+            Arg::I32(rows as i32),
+            Arg::I32(d as i32),
+            Arg::Out(&mut out),
+        ],
     )
     .unwrap();
     out
 }
 
 /// `cgra_lse_f32` for one side.
-fn lse(s: &CgraSpec, own: &[f32], other: &[f32], own_sq: &[f32], other_sq: &[f32], t_own: usize, t_other: usize) -> Vec<f32> {
+fn lse(
+    s: &CgraSpec,
+    own: &[f32],
+    other: &[f32],
+    own_sq: &[f32],
+    other_sq: &[f32],
+    t_own: usize,
+    t_other: usize,
+) -> Vec<f32> {
     let mut out = vec![0.0f32; s.batch * t_own];
     launch(
         "cgra_lse_f32",
@@ -76,7 +91,12 @@ fn stream(
     t_other: usize,
 ) -> Vec<f32> {
     let mut out = vec![0.0f32; s.batch * t_own];
-    let mut args = vec![Arg::In(own), Arg::In(other), Arg::In(own_sq), Arg::In(other_sq)];
+    let mut args = vec![
+        Arg::In(own),
+        Arg::In(other),
+        Arg::In(own_sq),
+        Arg::In(other_sq),
+    ];
     args.extend(vectors.iter().map(|v| Arg::In(v)));
     args.extend([
         Arg::I32(t_own as i32),
@@ -145,7 +165,15 @@ fn emu_fwd(s: &CgraSpec, ha: &[f32], hv: &[f32]) -> EmuForward {
 }
 
 /// The emulated backward, adding into `dha` and `dhv`.
-fn emu_bwd(s: &CgraSpec, ha: &[f32], hv: &[f32], sv: &CgraSaved<Vec<f32>>, g: f32, dha: &mut [f32], dhv: &mut [f32]) {
+fn emu_bwd(
+    s: &CgraSpec,
+    ha: &[f32],
+    hv: &[f32],
+    sv: &CgraSaved<Vec<f32>>,
+    g: f32,
+    dha: &mut [f32],
+    dhv: &mut [f32],
+) {
     let (b, ta, tv, d) = (s.batch, s.ta, s.tv, s.dim);
     let mut coef = vec![0.0f32; b * 4 * d];
     let mut alpha = vec![0.0f32; b * tv];
@@ -176,11 +204,44 @@ fn emu_bwd(s: &CgraSpec, ha: &[f32], hv: &[f32], sv: &CgraSaved<Vec<f32>>, g: f3
     let shared = (32 * d + 32 * 33) * 4;
     // (own, other, own_sq, other_sq, own_lse, oth_lse, x1, x2, y1, y2, weight, bar, tilde, t_own, t_other, s_own, s_oth)
     let sides = [
-        (ha, hv, sa, svv, &sv.row_lse, &sv.col_lse, &rho, &beta, &alpha, &kappa, &sv.weight_a, 0, 3, ta, tv),
-        (hv, ha, svv, sa, &sv.col_lse, &sv.row_lse, &kappa, &alpha, &beta, &rho, &sv.weight_v, 1, 2, tv, ta),
+        (
+            ha,
+            hv,
+            sa,
+            svv,
+            &sv.row_lse,
+            &sv.col_lse,
+            &rho,
+            &beta,
+            &alpha,
+            &kappa,
+            &sv.weight_a,
+            0,
+            3,
+            ta,
+            tv,
+        ),
+        (
+            hv,
+            ha,
+            svv,
+            sa,
+            &sv.col_lse,
+            &sv.row_lse,
+            &kappa,
+            &alpha,
+            &beta,
+            &rho,
+            &sv.weight_v,
+            1,
+            2,
+            tv,
+            ta,
+        ),
     ];
     for (side, out) in sides.into_iter().zip([dha, dhv]) {
-        let (own, other, osq, tsq, olse, tlse, x1, x2, y1, y2, wt, bar, tilde, t_own, t_other) = side;
+        let (own, other, osq, tsq, olse, tlse, x1, x2, y1, y2, wt, bar, tilde, t_own, t_other) =
+            side;
         launch(
             "cgra_bwd_f32",
             tile_grid(t_own, b, shared),

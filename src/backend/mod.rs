@@ -87,6 +87,6 @@ impl<T> Backend for T where
         + NormKernels
         + InfoNceKernels
         + CrossEntropyKernels
-    + CgraKernels
+        + CgraKernels
 {
 }

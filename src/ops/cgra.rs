@@ -75,7 +75,11 @@ impl<B: Backend> BackwardOp<B> for CgraBackward<B::Buf> {
         let be = ctx.backend().clone();
         let s = &self.spec;
         let fresh = |want: bool, n: usize| -> Result<Option<B::Buf>> {
-            if want { be.zeros(n).map(Some) } else { Ok(None) }
+            if want {
+                be.zeros(n).map(Some)
+            } else {
+                Ok(None)
+            }
         };
         // Fresh buffers because the kernel reads both values.
         let mut dha = fresh(ctx.needs_grad(self.ha), s.batch * s.ta * s.dim)?;

@@ -100,7 +100,14 @@ fn cosine(x: &[f32], y: &[f32], eps: f32) -> (f32, f32, f32) {
 }
 
 /// Adds `k·∂cos(x, y)/∂x` into `gx` (`nx = ‖x‖`, `ny = ‖y‖`, `c = cos`).
-fn add_cos_grad(gx: &mut [f32], x: &[f32], y: &[f32], (nx, ny, c): (f32, f32, f32), k: f32, eps: f32) {
+fn add_cos_grad(
+    gx: &mut [f32],
+    x: &[f32],
+    y: &[f32],
+    (nx, ny, c): (f32, f32, f32),
+    k: f32,
+    eps: f32,
+) {
     let a = k / (nx.max(eps) * ny.max(eps));
     let b = if nx > eps { k * c / (nx * nx) } else { 0.0 };
     gx.iter_mut()
@@ -256,7 +263,12 @@ fn backward_clip(
     }
     if let Some(dv) = dv {
         let mut dvn = vec![0.0f32; tv * d];
-        gemm_serial(&GemmSpec::new(tv, d, ta).transposed(true, false), ds, &an, &mut dvn);
+        gemm_serial(
+            &GemmSpec::new(tv, d, ta).transposed(true, false),
+            ds,
+            &an,
+            &mut dvn,
+        );
         finish_side(&vn, &dvn, sv.sq_v, sv.w, &g_atil, &g_vbar, eps, dv);
     }
 }
@@ -300,7 +312,11 @@ fn inputs<'a>(
 
 /// Per-clip mutable chunks of an optional gradient buffer (`None` per clip
 /// when the gradient is not wanted).
-fn clip_chunks(buf: Option<&mut Vec<f32>>, per_clip: usize, batch: usize) -> Vec<Option<&mut [f32]>> {
+fn clip_chunks(
+    buf: Option<&mut Vec<f32>>,
+    per_clip: usize,
+    batch: usize,
+) -> Vec<Option<&mut [f32]>> {
     match buf {
         Some(b) => b[..per_clip * batch]
             .chunks_exact_mut(per_clip)
