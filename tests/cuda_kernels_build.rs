@@ -10,6 +10,7 @@ fn embedded_kernels_match_the_build() {
     let files = [
         "adamw",
         "attention",
+        "cgra",
         "class_align",
         "core",
         "cross_entropy",

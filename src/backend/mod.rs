@@ -16,6 +16,7 @@ pub mod kernels;
 use crate::error::Result;
 
 pub use kernels::attention::{AttentionKernels, AttentionSpec};
+pub use kernels::cgra::{CgraKernels, CgraSpec};
 pub use kernels::class_align::{ClassAlignKernels, ClassAlignSpec};
 pub use kernels::cross_entropy::{CrossEntropyKernels, CrossEntropySpec};
 pub use kernels::elementwise::ElementwiseKernels;
@@ -69,6 +70,7 @@ pub trait Backend:
     + NormKernels
     + InfoNceKernels
     + CrossEntropyKernels
+    + CgraKernels
 {
 }
 
@@ -85,5 +87,6 @@ impl<T> Backend for T where
         + NormKernels
         + InfoNceKernels
         + CrossEntropyKernels
+        + CgraKernels
 {
 }

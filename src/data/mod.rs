@@ -11,6 +11,7 @@
 //! deterministic evaluation behaviour (centre crop, segment centres).
 
 pub mod audio;
+pub mod augment;
 pub mod frames;
 pub mod manifest;
 pub mod melspec;

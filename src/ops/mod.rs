@@ -2,6 +2,7 @@
 //! shapes, runs its forward kernel on the backend, and records a backward.
 
 pub mod attention;
+pub mod cgra;
 pub mod class_align;
 pub mod cross_entropy;
 pub mod elementwise;

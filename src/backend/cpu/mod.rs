@@ -2,6 +2,7 @@
 //! rayon, matrix products go through the `gemm` crate.
 
 mod attention;
+mod cgra;
 mod class_align;
 mod cross_entropy;
 mod elementwise;

@@ -4,6 +4,7 @@
 //! caller (an op in [`crate::ops`]) has already validated; ops check shapes.
 
 pub mod attention;
+pub mod cgra;
 pub mod class_align;
 pub mod cross_entropy;
 pub mod elementwise;
