@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates docs/KERNELS.md: registers, shared memory, stack and spills of
+# Regenerates docs/KERNELS.md (or $KERNEL_REPORT_OUT): registers, shared memory, stack and spills of
 # every kernel for sm_90, from `ptxas -v` (nvcc -Xptxas -v).
 # nvcc: $NVCC, $CUDA_HOME/bin/nvcc, PATH, or the pip toolkit in $VIRTUAL_ENV
 # or ./.venv (python3 -m pip install nvidia-cuda-nvcc==13.0.88
@@ -21,7 +21,7 @@ find_nvcc() {
 NVCC_BIN=$(find_nvcc) || { echo "kernel-report: nvcc not found (see the header of this script)" >&2; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-out=docs/KERNELS.md
+out=${KERNEL_REPORT_OUT:-docs/KERNELS.md}
 {
     echo "# Kernel resources (sm_90)"
     echo

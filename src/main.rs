@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use diccae_engine::backend::cpu::CpuBackend;
+use diccae_engine::backend::device::{self, DEVICE_HELP, Device};
 use diccae_engine::backend::{BackendCore, cuda_kernels};
 use diccae_engine::config::Config;
 use diccae_engine::train::ablate::{AblationPlan, ablate};
@@ -78,6 +79,9 @@ struct TrainArgs {
     /// Print the resolved configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    /// Device: cpu, cuda, cuda:N or auto (see --help).
+    #[arg(long, value_name = "DEVICE", default_value = "cpu", long_help = DEVICE_HELP)]
+    device: Device,
 }
 
 #[derive(Args)]
@@ -91,6 +95,9 @@ struct EvalArgs {
     /// Where summary.json, report.md and plots/ go [default: <checkpoint>/eval].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Device: cpu, cuda, cuda:N or auto (see --help).
+    #[arg(long, value_name = "DEVICE", default_value = "cpu", long_help = DEVICE_HELP)]
+    device: Device,
 }
 
 #[derive(Args)]
@@ -116,9 +123,24 @@ struct AblateArgs {
     /// Override one key for every run (repeatable).
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     overrides: Vec<String>,
+    /// Device: cpu, cuda, cuda:N or auto (see --help).
+    #[arg(long, value_name = "DEVICE", default_value = "cpu", long_help = DEVICE_HELP)]
+    device: Device,
+}
+
+/// Resolves `--device` and prints its notice, if any. The commands run on the
+/// CPU backend, the only device `device::resolve` returns while the CUDA
+/// backend cannot train.
+fn select_device(device: Device) -> diccae_engine::Result<()> {
+    let resolved = device::resolve(device)?;
+    if let Some(notice) = resolved.notice {
+        eprintln!("{notice}");
+    }
+    Ok(())
 }
 
 fn run_ablate(args: AblateArgs) -> diccae_engine::Result<()> {
+    select_device(args.device)?;
     let table = ablate(&AblationPlan {
         preset: args.preset.as_deref(),
         config_file: args.config.as_deref(),
@@ -137,6 +159,7 @@ fn run_ablate(args: AblateArgs) -> diccae_engine::Result<()> {
 }
 
 fn run_eval(args: EvalArgs) -> diccae_engine::Result<()> {
+    select_device(args.device)?;
     let out = args.out.unwrap_or_else(|| args.checkpoint.join("eval"));
     let summary = evaluate_checkpoint(&args.checkpoint, args.data.as_deref(), &out, false)?;
     println!("\n{}", summary.table());
@@ -186,6 +209,7 @@ fn run_train(args: TrainArgs) -> diccae_engine::Result<()> {
         print!("{}", cfg.to_toml()?);
         return Ok(());
     }
+    select_device(args.device)?;
     let out = args.out.unwrap_or_else(|| default_run_dir(&cfg.preset));
     println!("run directory: {}", out.display());
     let outcome = train(
@@ -220,13 +244,11 @@ fn main() -> ExitCode {
                     .iter()
                     .map(|(s, _)| *s)
                     .collect();
-                println!(
-                    "CUDA kernels built into this binary: {} (no CUDA backend yet)",
-                    stems.join(", ")
-                );
+                println!("CUDA kernels built into this binary: {}", stems.join(", "));
             } else {
                 println!("{}", cuda_kernels::missing_kernels_hint());
             }
+            println!("{}", device::cuda_support());
             Ok(())
         }
     };

@@ -10,7 +10,10 @@
 //! the same traits with kernel launches.
 
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod cuda_kernels;
+pub mod device;
 pub mod kernels;
 
 use crate::error::Result;

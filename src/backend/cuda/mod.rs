@@ -1,0 +1,500 @@
+//! The CUDA backend (feature `cuda`): buffers are `CudaSlice<f32>` resident
+//! on one GPU, kernels are the fatbins build.rs compiled from `kernels/*.cu`,
+//! matrix products and a few vector primitives go through cuBLAS.
+//!
+//! Every library (the driver, cuBLAS) is loaded at run time, so a `cuda`
+//! build runs on a machine without CUDA as long as nobody asks for a GPU;
+//! [`CudaBackend::open`] checks for each library before touching it and
+//! returns an [`Error`] naming what is missing. Kernel modules are loaded on
+//! first use, one per `.cu` file, and cached with their functions.
+//!
+//! All work goes to the context's default stream, in order; the only host
+//! synchronisations are downloads, the scalar of `sum_squares` and the
+//! status words kernels raise on invalid labels or weights.
+//!
+//! Wired so far: [`BackendCore`], [`crate::backend::MatmulKernels`],
+//! [`crate::backend::InfoNceKernels`], [`crate::backend::ClassAlignKernels`],
+//! [`crate::backend::KMeansKernels`] and [`crate::backend::AttentionKernels`].
+//! The families in [`UNWIRED_FAMILIES`] have no kernels yet, so
+//! `CudaBackend` does not implement [`crate::backend::Backend`].
+
+mod attention;
+mod class_align;
+mod infonce;
+mod kmeans;
+mod matmul;
+mod reduce;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use cudarc::cublas::CudaBlas;
+use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DevicePtrMut,
+    LaunchConfig,
+};
+
+use crate::backend::BackendCore;
+use crate::backend::cuda_kernels::{KERNELS_BUILT, kernel_fatbin, missing_kernels_hint};
+use crate::error::{Error, Result};
+
+/// Kernel families of [`crate::backend::Backend`] that the CUDA backend does
+/// not implement yet (their kernels are still being written).
+pub const UNWIRED_FAMILIES: &[&str] = &[
+    "elementwise",
+    "norm",
+    "tokens",
+    "softmax",
+    "cross_entropy",
+    "optim",
+];
+
+/// Dynamic shared memory a kernel may use without opting in.
+const DEFAULT_DYNAMIC_SMEM: usize = 48 * 1024;
+
+/// One GPU: its context and stream, a cuBLAS handle and the kernel modules
+/// loaded so far. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct CudaBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    blas: CudaBlas,
+    label: String,
+    /// Loaded modules by kernel file stem.
+    modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
+    /// Loaded functions by kernel name.
+    functions: Mutex<HashMap<&'static str, CudaFunction>>,
+}
+
+impl std::fmt::Debug for CudaBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaBackend")
+            .field("device", &self.inner.label)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A `cuda` backend error.
+fn fail(detail: impl Into<String>) -> Error {
+    Error::Backend {
+        backend: "cuda".to_string(),
+        detail: detail.into(),
+    }
+}
+
+/// The message of a caught panic.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
+}
+
+impl CudaBackend {
+    /// Opens GPU `ordinal`. Fails with a one-line [`Error::Backend`] when the
+    /// kernels were not built into this binary, the CUDA driver library is
+    /// missing or fails, there is no such GPU, it is older than sm_80, or
+    /// cuBLAS cannot be loaded. Never panics.
+    pub fn open(ordinal: usize) -> Result<Self> {
+        if !KERNELS_BUILT {
+            return Err(fail(missing_kernels_hint()));
+        }
+        // cudarc panics when a symbol it needs is missing from a library
+        // that loaded (e.g. a driver older than the bindings). The presence
+        // checks in `open_checked` avoid the common cases; this is the last
+        // resort, with the panic message kept and the hook silenced so the
+        // caller's error stays one line.
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let opened = std::panic::catch_unwind(|| Self::open_checked(ordinal));
+        std::panic::set_hook(hook);
+        opened.unwrap_or_else(|p| {
+            Err(fail(format!(
+                "opening cuda:{ordinal} failed inside the CUDA bindings: {}",
+                panic_message(p.as_ref())
+            )))
+        })
+    }
+
+    fn open_checked(ordinal: usize) -> Result<Self> {
+        // SAFETY: only tries to load the library (libloading), calls nothing.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err(fail(
+                "the CUDA driver library (libcuda.so) was not found: this machine has no NVIDIA \
+                 driver, or it is not on the library path",
+            ));
+        }
+        let count = CudaContext::device_count()
+            .map_err(|e| fail(format!("the CUDA driver failed to initialise: {e}")))?;
+        let count = usize::try_from(count).unwrap_or(0);
+        if count == 0 {
+            return Err(fail("the CUDA driver found no GPU"));
+        }
+        if ordinal >= count {
+            return Err(fail(format!(
+                "cuda:{ordinal} does not exist: {count} GPU(s) found (cuda:0..cuda:{})",
+                count - 1
+            )));
+        }
+        let ctx = CudaContext::new(ordinal)
+            .map_err(|e| fail(format!("cannot open cuda:{ordinal}: {e}")))?;
+        let name = ctx.name().unwrap_or_else(|_| "unknown GPU".to_string());
+        let (major, minor) = ctx
+            .compute_capability()
+            .map_err(|e| fail(format!("cuda:{ordinal}: {e}")))?;
+        if major < 8 {
+            return Err(fail(format!(
+                "cuda:{ordinal} ({name}) has compute capability {major}.{minor}; the kernels need \
+                 8.0 or newer"
+            )));
+        }
+        // SAFETY: as above, a load attempt only.
+        if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+            return Err(fail(
+                "cuBLAS (libcublas.so.13) was not found: install CUDA 13's cuBLAS (e.g. `pip \
+                 install nvidia-cublas` and add its lib directory to LD_LIBRARY_PATH)",
+            ));
+        }
+        // SAFETY: every buffer of this backend is allocated, used and freed
+        // on the one stream below, in order, so cross-stream events (two
+        // per allocation) would only cost time.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.default_stream();
+        let blas = CudaBlas::new(stream.clone())
+            .map_err(|e| fail(format!("cuBLAS failed to start on cuda:{ordinal}: {e}")))?;
+        Ok(CudaBackend {
+            inner: Arc::new(Inner {
+                label: format!("cuda:{ordinal} ({name}, sm_{major}{minor})"),
+                ctx,
+                stream,
+                blas,
+                modules: Mutex::new(HashMap::new()),
+                functions: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The device's name and compute capability, e.g. `cuda:0 (NVIDIA H100, sm_90)`.
+    pub fn describe(&self) -> &str {
+        &self.inner.label
+    }
+
+    /// Waits until every queued kernel and copy has finished (for timing).
+    pub fn synchronize(&self) -> Result<()> {
+        self.inner
+            .stream
+            .synchronize()
+            .map_err(|e| fail(format!("synchronize: {e}")))
+    }
+
+    pub(crate) fn stream(&self) -> &Arc<CudaStream> {
+        &self.inner.stream
+    }
+
+    pub(crate) fn blas(&self) -> &CudaBlas {
+        &self.inner.blas
+    }
+
+    /// Kernel `name` of the file `stem` (e.g. `("infonce", "infonce_lse_f32")`),
+    /// loading the file's module on first use.
+    pub(crate) fn function(&self, stem: &'static str, name: &'static str) -> Result<CudaFunction> {
+        let mut functions = self
+            .inner
+            .functions
+            .lock()
+            .map_err(|_| fail("the kernel cache was poisoned by a panic"))?;
+        if let Some(f) = functions.get(name) {
+            return Ok(f.clone());
+        }
+        let module = self.module(stem)?;
+        let f = module
+            .load_function(name)
+            .map_err(|e| fail(format!("kernel {name} is not in {stem}.cu's module: {e}")))?;
+        functions.insert(name, f.clone());
+        Ok(f)
+    }
+
+    fn module(&self, stem: &'static str) -> Result<Arc<CudaModule>> {
+        let mut modules = self
+            .inner
+            .modules
+            .lock()
+            .map_err(|_| fail("the module cache was poisoned by a panic"))?;
+        if let Some(m) = modules.get(stem) {
+            return Ok(m.clone());
+        }
+        let image = kernel_fatbin(stem)
+            .ok_or_else(|| fail(format!("kernels/{stem}.cu is not built into this binary")))?;
+        let module = self
+            .inner
+            .ctx
+            .load_module(cudarc::nvrtc::Ptx::from_binary(image.to_vec()))
+            .map_err(|e| {
+                fail(format!(
+                    "loading the {stem} kernels on {} failed: {e} (they were built with CUDA \
+                     13.0: the driver must be r580 or newer)",
+                    self.inner.label
+                ))
+            })?;
+        modules.insert(stem, module.clone());
+        Ok(module)
+    }
+
+    /// A launch configuration of `grid` blocks of `threads` threads with
+    /// `smem` bytes of dynamic shared memory, after allowing `f` that much
+    /// shared memory when it is above the default 48 KiB.
+    pub(crate) fn config(
+        &self,
+        f: &CudaFunction,
+        kernel: &str,
+        grid: (usize, usize, usize),
+        threads: u32,
+        smem: usize,
+    ) -> Result<LaunchConfig> {
+        let dim = |v: usize, max: usize, axis: &str| -> Result<u32> {
+            if v == 0 || v > max {
+                return Err(fail(format!(
+                    "{kernel}: grid {axis} of {v} blocks is outside 1..={max}"
+                )));
+            }
+            Ok(v as u32)
+        };
+        let grid_dim = (
+            dim(grid.0, i32::MAX as usize, "x")?,
+            dim(grid.1, 65_535, "y")?,
+            dim(grid.2, 65_535, "z")?,
+        );
+        if smem > DEFAULT_DYNAMIC_SMEM {
+            let err = |e| fail(format!("{kernel}: {e}"));
+            let optin = self
+                .inner
+                .ctx
+                .attribute(
+                    CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+                )
+                .map_err(err)?;
+            let fixed = f.shared_size_bytes().map_err(err)?;
+            let room = usize::try_from(optin - fixed).unwrap_or(0);
+            if smem > room {
+                return Err(fail(format!(
+                    "{kernel} needs {smem} bytes of shared memory, {} offers {room}: the \
+                     problem is too wide for this kernel",
+                    self.inner.label
+                )));
+            }
+            f.set_attribute(
+                CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                smem as i32,
+            )
+            .map_err(err)?;
+        }
+        Ok(LaunchConfig {
+            grid_dim,
+            block_dim: (threads, 1, 1),
+            shared_mem_bytes: smem as u32,
+        })
+    }
+
+    /// A zeroed i32 status buffer of `len` words for kernels that flag bad input.
+    pub(crate) fn status(&self, len: usize) -> Result<CudaSlice<i32>> {
+        self.stream()
+            .alloc_zeros::<i32>(len)
+            .map_err(|e| fail(format!("allocating a status word: {e}")))
+    }
+
+    /// Reads a status buffer back (a synchronisation).
+    pub(crate) fn read_status(&self, status: &CudaSlice<i32>) -> Result<Vec<i32>> {
+        self.stream()
+            .clone_dtoh(status)
+            .map_err(|e| fail(format!("reading a kernel status: {e}")))
+    }
+
+    /// Reads element `i` of `buf` (for an error message).
+    pub(crate) fn element(&self, buf: &CudaSlice<f32>, i: usize) -> Result<f32> {
+        let host = self
+            .stream()
+            .clone_dtoh(&buf.slice(i..i + 1))
+            .map_err(|e| fail(format!("reading back one element: {e}")))?;
+        Ok(host[0])
+    }
+}
+
+/// Maps a driver or cuBLAS error of `what` to an [`Error`].
+pub(crate) fn driver_err(what: &str) -> impl Fn(cudarc::driver::DriverError) -> Error + '_ {
+    move |e| fail(format!("{what}: {e}"))
+}
+
+/// Maps a cuBLAS error of `what` to an [`Error`].
+pub(crate) fn blas_err(what: &str) -> impl Fn(cudarc::cublas::result::CublasError) -> Error + '_ {
+    move |e| fail(format!("{what}: cuBLAS {e:?}"))
+}
+
+/// Checks that `buf` holds at least `need` elements.
+pub(crate) fn check_len<T>(
+    op: &'static str,
+    what: &str,
+    buf: &CudaSlice<T>,
+    need: usize,
+) -> Result<()> {
+    if buf.len() < need {
+        return Err(Error::shape(
+            op,
+            format!("{what} holds {} elements, needs {need}", buf.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// `v` as a kernel's `int` argument.
+pub(crate) fn int(op: &'static str, what: &str, v: usize) -> Result<i32> {
+    i32::try_from(v).map_err(|_| {
+        Error::invalid(
+            op,
+            format!("{what} = {v} is beyond the kernels' 32-bit range"),
+        )
+    })
+}
+
+/// A cuBLAS status as a result.
+fn blas_status(what: &str, s: cudarc::cublas::sys::cublasStatus_t) -> Result<()> {
+    if s == cudarc::cublas::sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+        Ok(())
+    } else {
+        Err(fail(format!("{what}: cuBLAS {s:?}")))
+    }
+}
+
+impl BackendCore for CudaBackend {
+    type Buf = CudaSlice<f32>;
+
+    fn name(&self) -> String {
+        self.inner.label.clone()
+    }
+
+    fn zeros(&self, len: usize) -> Result<CudaSlice<f32>> {
+        self.stream()
+            .alloc_zeros::<f32>(len)
+            .map_err(driver_err("allocating device memory"))
+    }
+
+    fn upload(&self, host: &[f32]) -> Result<CudaSlice<f32>> {
+        self.stream()
+            .clone_htod(host)
+            .map_err(driver_err("copying to the device"))
+    }
+
+    fn download(&self, buf: &CudaSlice<f32>) -> Result<Vec<f32>> {
+        self.stream()
+            .clone_dtoh(buf)
+            .map_err(driver_err("copying from the device"))
+    }
+
+    fn len(&self, buf: &CudaSlice<f32>) -> usize {
+        buf.len()
+    }
+
+    fn duplicate(&self, buf: &CudaSlice<f32>) -> Result<CudaSlice<f32>> {
+        self.stream()
+            .clone_dtod(buf)
+            .map_err(driver_err("copying on the device"))
+    }
+
+    fn fill(&self, buf: &mut CudaSlice<f32>, value: f32) -> Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let stream = self.stream();
+        let n = buf.len();
+        let (ptr, _sync) = buf.device_ptr_mut(stream);
+        // SAFETY: `ptr` addresses `n` f32 (32-bit) words of a live
+        // allocation, written on our stream.
+        unsafe {
+            cudarc::driver::sys::cuMemsetD32Async(ptr, value.to_bits(), n, stream.cu_stream())
+        }
+        .result()
+        .map_err(driver_err("fill"))
+    }
+
+    fn axpy(&self, alpha: f32, x: &CudaSlice<f32>, y: &mut CudaSlice<f32>) -> Result<()> {
+        if x.len() != y.len() {
+            return Err(Error::shape(
+                "axpy",
+                format!("x has {} elements, y has {}", x.len(), y.len()),
+            ));
+        }
+        if y.is_empty() {
+            return Ok(());
+        }
+        let stream = self.stream();
+        let n = y.len() as i64;
+        let (xp, _sx) = x.device_ptr(stream);
+        let (yp, _sy) = y.device_ptr_mut(stream);
+        // SAFETY: x and y hold n f32 each (checked above); the handle is
+        // bound to our stream and alpha is read from the host.
+        let s = unsafe {
+            cudarc::cublas::sys::cublasSaxpy_v2_64(
+                *self.blas().handle(),
+                n,
+                &alpha,
+                xp as *const f32,
+                1,
+                yp as *mut f32,
+                1,
+            )
+        };
+        blas_status("axpy", s)
+    }
+
+    fn scale(&self, alpha: f32, x: &mut CudaSlice<f32>) -> Result<()> {
+        if x.is_empty() {
+            return Ok(());
+        }
+        let stream = self.stream();
+        let n = x.len() as i64;
+        let (xp, _sx) = x.device_ptr_mut(stream);
+        // SAFETY: x holds n f32; alpha is read from the host.
+        let s = unsafe {
+            cudarc::cublas::sys::cublasSscal_v2_64(
+                *self.blas().handle(),
+                n,
+                &alpha,
+                xp as *mut f32,
+                1,
+            )
+        };
+        blas_status("scale", s)
+    }
+
+    fn sum_squares(&self, x: &CudaSlice<f32>) -> Result<f64> {
+        if x.is_empty() {
+            return Ok(0.0);
+        }
+        let stream = self.stream();
+        let n = x.len() as i64;
+        let (xp, _sx) = x.device_ptr(stream);
+        let mut norm = 0.0f32;
+        // SAFETY: x holds n f32; the result is written to a host f32 (the
+        // handle's default host pointer mode), after which cuBLAS has
+        // synchronised with the stream.
+        let s = unsafe {
+            cudarc::cublas::sys::cublasSnrm2_v2_64(
+                *self.blas().handle(),
+                n,
+                xp as *const f32,
+                1,
+                &mut norm,
+            )
+        };
+        blas_status("sum_squares", s)?;
+        // nrm2 accumulates in f32 with scaling (not in f64 as the CPU
+        // backend does), so the square of a norm whose square would
+        // overflow f32 is still right in f64; relative error ~1e-7·√n.
+        Ok(f64::from(norm) * f64::from(norm))
+    }
+}
