@@ -126,6 +126,10 @@ pub struct DiccaeConfig {
     /// A clustering round whose normalised cluster-size entropy falls below
     /// this is treated as collapsed: the cluster terms pause until the next round.
     pub min_size_entropy: f32,
+    /// Fraction of each cluster (its clips with the largest assignment
+    /// margin) whose pseudo-labels L_cls and L_conf train on and the
+    /// prototypes follow; 1 trains on every clip.
+    pub confident_fraction: f32,
 }
 
 /// Which embeddings the pseudo-labels come from.
@@ -229,6 +233,7 @@ impl Config {
                 chance_gate: 0.9,
                 cluster_space: ClusterSpace::Fused,
                 min_size_entropy: 0.6,
+                confident_fraction: 1.0,
             },
             eval: EvalConfig {
                 knn_k: 20,
@@ -384,6 +389,12 @@ impl Config {
         }
         if c.recluster_every == 0 {
             return bad("diccae.recluster_every must be at least 1".into());
+        }
+        if !(c.confident_fraction > 0.0 && c.confident_fraction <= 1.0) {
+            return bad(format!(
+                "diccae.confident_fraction = {} must be in (0, 1]",
+                c.confident_fraction
+            ));
         }
         Ok(())
     }

@@ -38,6 +38,14 @@ pub struct ClusterRound {
     pub ari: Option<f64>,
     /// Accuracy after the best cluster-to-class matching.
     pub accuracy: Option<f64>,
+    /// Fraction of clips whose pseudo-label the cluster terms train on
+    /// (the most confident of each cluster; see [`confident_members`]).
+    #[serde(default)]
+    pub confident_fraction: Option<f64>,
+    /// Accuracy of the confident clips' pseudo-labels after the best
+    /// cluster-to-class matching, when the true labels are known.
+    #[serde(default)]
+    pub confident_accuracy: Option<f64>,
 }
 
 /// The training set's embeddings a clustering round works on.
@@ -48,6 +56,9 @@ pub struct RoundInput<'a> {
     pub modalities: [&'a [f32]; 3],
     /// True labels, to score the pseudo-labels.
     pub truth: Option<&'a [usize]>,
+    /// Fraction of each cluster, by assignment margin, whose pseudo-labels
+    /// the cluster terms train on (1 = every clip).
+    pub keep_fraction: f32,
 }
 
 /// `normalise(a + b)` per row of width `d`: the audio-visual clustering space.
@@ -63,6 +74,9 @@ pub struct ClusterState<B: Backend> {
     dim: usize,
     /// Pseudo-label of every training clip.
     pub labels: Vec<usize>,
+    /// Whether each training clip is among its cluster's confident members
+    /// (the cluster terms train on these only).
+    pub confident: Vec<bool>,
     centroids: Vec<f32>,
     prototypes: [Vec<f32>; 3],
     prototype_tensors: [Tensor<B>; 3],
@@ -72,6 +86,54 @@ pub struct ClusterState<B: Backend> {
     confusion: Tensor<B>,
     /// Every round so far.
     pub rounds: Vec<ClusterRound>,
+}
+
+/// The confident members of each cluster: the `keep_fraction` of its clips
+/// (at least one) with the largest assignment margin, i.e. cosine similarity
+/// to their own centroid minus that to the nearest other centroid. Training
+/// the cluster terms on these only keeps the clips k-means placed on a
+/// boundary (the likeliest wrong pseudo-labels) out of the loss.
+pub fn confident_members(
+    space: &[f32],
+    labels: &[usize],
+    centroids: &[f32],
+    k: usize,
+    dim: usize,
+    keep_fraction: f32,
+) -> Vec<bool> {
+    let n = labels.len();
+    if keep_fraction >= 1.0 || k < 2 {
+        return vec![true; n];
+    }
+    let margin: Vec<f32> = space
+        .chunks_exact(dim)
+        .zip(labels)
+        .map(|(x, &own)| {
+            let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            let mut best_other = f32::NEG_INFINITY;
+            let mut mine = 0.0f32;
+            for (c, mu) in centroids.chunks_exact(dim).enumerate() {
+                let s = x.iter().zip(mu).map(|(a, b)| a * b).sum::<f32>() / norm;
+                if c == own {
+                    mine = s;
+                } else {
+                    best_other = best_other.max(s);
+                }
+            }
+            mine - best_other
+        })
+        .collect();
+    let mut confident = vec![false; n];
+    for c in 0..k {
+        let mut members: Vec<usize> = (0..n).filter(|&i| labels[i] == c).collect();
+        if members.is_empty() {
+            continue;
+        }
+        members.sort_by(|&a, &b| margin[b].total_cmp(&margin[a]));
+        let keep = ((members.len() as f32 * keep_fraction).ceil() as usize).clamp(1, members.len());
+        members[..keep].iter().for_each(|&i| confident[i] = true);
+    }
+    confident
 }
 
 /// `x / ‖x‖` per row, leaving zero rows at zero.
@@ -181,6 +243,14 @@ impl<B: Backend> ClusterState<B> {
         } else {
             1.0
         };
+        let confident =
+            confident_members(input.space, &labels, &matched, k, dim, input.keep_fraction);
+        let kept: Vec<usize> = (0..n).filter(|&i| confident[i]).collect();
+        let confident_accuracy = truth.filter(|_| !kept.is_empty()).map(|t| {
+            let l: Vec<usize> = kept.iter().map(|&i| labels[i]).collect();
+            let tt: Vec<usize> = kept.iter().map(|&i| t[i]).collect();
+            hungarian_accuracy(&l, &tt)
+        });
         let stability = previous.as_ref().map(|p| {
             p.labels.iter().zip(&labels).filter(|(a, b)| a == b).count() as f64 / n as f64
         });
@@ -192,6 +262,8 @@ impl<B: Backend> ClusterState<B> {
             nmi: truth.map(|t| nmi(&labels, t)),
             ari: truth.map(|t| ari(&labels, t)),
             accuracy: truth.map(|t| hungarian_accuracy(&labels, t)),
+            confident_fraction: Some(kept.len() as f64 / n as f64),
+            confident_accuracy,
         };
 
         let prototypes = [0, 1, 2].map(|m| cluster_means(z[m], &labels, k, dim, &matched));
@@ -202,7 +274,7 @@ impl<B: Backend> ClusterState<B> {
         };
         rounds.push(round);
         Self::assemble(
-            backend, k, dim, labels, matched, prototypes, weights, rounds,
+            backend, k, dim, labels, confident, matched, prototypes, weights, rounds,
         )
     }
 
@@ -213,6 +285,7 @@ impl<B: Backend> ClusterState<B> {
         k: usize,
         dim: usize,
         labels: Vec<usize>,
+        confident: Vec<bool>,
         centroids: Vec<f32>,
         prototypes: [Vec<f32>; 3],
         weights: Vec<f32>,
@@ -228,6 +301,7 @@ impl<B: Backend> ClusterState<B> {
             k,
             dim,
             labels,
+            confident,
             centroids,
             weight_tensor: Tensor::from_host(backend, &[k, k], &weights)?,
             confusion: Tensor::zeros(backend, &[k, k])?,
@@ -330,6 +404,7 @@ impl<B: Backend> ClusterState<B> {
             k: self.k,
             dim: self.dim,
             labels: self.labels.clone(),
+            confident: self.confident.clone(),
             centroids: self.centroids.clone(),
             prototypes: self.prototypes.clone(),
             weights: self.weights.clone(),
@@ -342,18 +417,26 @@ impl<B: Backend> ClusterState<B> {
         let ok = s.centroids.len() == s.k * s.dim
             && s.weights.len() == s.k * s.k
             && s.prototypes.iter().all(|p| p.len() == s.k * s.dim)
-            && s.labels.iter().all(|&l| l < s.k);
+            && s.labels.iter().all(|&l| l < s.k)
+            && (s.confident.is_empty() || s.confident.len() == s.labels.len());
         if !ok {
             return Err(Error::invalid(
                 "checkpoint",
                 "cluster state has inconsistent sizes",
             ));
         }
+        // Checkpoints from before confidence selection trained on every clip.
+        let confident = if s.confident.is_empty() {
+            vec![true; s.labels.len()]
+        } else {
+            s.confident
+        };
         Self::assemble(
             backend,
             s.k,
             s.dim,
             s.labels,
+            confident,
             s.centroids,
             s.prototypes,
             s.weights,
@@ -371,6 +454,10 @@ pub struct ClusterSnapshot {
     pub dim: usize,
     /// Pseudo-label per training clip.
     pub labels: Vec<usize>,
+    /// Confident-member flag per training clip (empty in older checkpoints:
+    /// every clip).
+    #[serde(default)]
+    pub confident: Vec<bool>,
     /// Normalised centroids `[K, d]` of the last round.
     pub centroids: Vec<f32>,
     /// Prototypes `[K, d]` for audio, video, fused.

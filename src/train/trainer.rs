@@ -13,7 +13,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::autograd::{ParamStore, Tape};
+use crate::autograd::{ParamStore, Tape, Var};
 use crate::backend::Backend;
 use crate::backend::cpu::CpuBackend;
 use crate::checkpoint::{self, Checkpoint, HostTensor};
@@ -25,6 +25,7 @@ use crate::model::AvModel;
 use crate::ops::class_align::class_align;
 use crate::ops::elementwise::{add, scale};
 use crate::ops::infonce::infonce;
+use crate::ops::tokens::{narrow_tokens, reshape};
 use crate::optim::{AdamW, AdamWConfig, WarmupCosine, clip_grad_norm};
 use crate::rng::seeded;
 use crate::tensor::Tensor;
@@ -277,6 +278,7 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
                 space,
                 modalities: [&tr.z_a, &tr.z_v, &tr.z_f],
                 truth: dataset.train.labels.as_deref(),
+                keep_fraction: c.confident_fraction,
             };
             let next = ClusterState::recluster(
                 clusters.take(),
@@ -357,6 +359,12 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
             for (idx, audio, video) in rx {
                 lr = sched.lr(state.steps_done);
                 let n = idx.len();
+                // The cluster terms train on the batch's confident clips only:
+                // they are moved to the front, rows 0..n_conf.
+                let (idx, audio, video, n_conf) = match clusters.as_ref().filter(|_| active) {
+                    Some(state_c) => confident_first(&state_c.confident, idx, audio, video),
+                    None => (idx, audio, video, 0),
+                };
                 let mut tape = Tape::new(&store);
                 let a = tape.constant(Tensor::from_host(
                     &backend,
@@ -372,12 +380,15 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
                 let l_ins = infonce(&mut tape, e.z_a, e.z_v, c.tau)?;
                 let mut total = l_ins;
                 let (mut cls_var, mut conf_var) = (None, None);
-                if let Some(state_c) = clusters.as_mut().filter(|_| active) {
-                    let labels = state_c.batch_labels(&backend, &idx)?;
+                if let Some(state_c) = clusters.as_mut().filter(|_| active && n_conf > 0) {
+                    let labels = state_c.batch_labels(&backend, &idx[..n_conf])?;
+                    let [za, zv, zf] =
+                        [e.z_a, e.z_v, e.z_f].map(|z| first_rows(&mut tape, z, n_conf));
+                    let (za, zv, zf) = (za?, zv?, zf?);
                     if lambda_cls > 0.0 {
                         let la = class_align(
                             &mut tape,
-                            e.z_a,
+                            za,
                             state_c.prototypes(1),
                             &labels,
                             None,
@@ -386,7 +397,7 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
                         )?;
                         let lv = class_align(
                             &mut tape,
-                            e.z_v,
+                            zv,
                             state_c.prototypes(0),
                             &labels,
                             None,
@@ -403,7 +414,7 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
                         let (protos, w, confusion) = state_c.confusion_inputs();
                         let l_conf = class_align(
                             &mut tape,
-                            e.z_f,
+                            zf,
                             protos,
                             &labels,
                             Some(w),
@@ -462,8 +473,17 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
                 }
                 consecutive_bad = 0;
                 opt.step(&mut store, &grads, lr)?;
-                if let (Some(state_c), Some([za, zv, zf])) = (clusters.as_mut(), z_host) {
-                    state_c.ema_update(&backend, &idx, [&za?, &zv?, &zf?], c.proto_momentum)?;
+                if let (Some(state_c), Some([za, zv, zf])) = (clusters.as_mut(), z_host)
+                    && n_conf > 0
+                {
+                    let rows = n_conf * cfg.model.proj_dim;
+                    let (za, zv, zf) = (za?, zv?, zf?);
+                    state_c.ema_update(
+                        &backend,
+                        &idx[..n_conf],
+                        [&za[..rows], &zv[..rows], &zf[..rows]],
+                        c.proto_momentum,
+                    )?;
                 }
                 state.steps_done += 1;
                 sums.steps += 1;
@@ -776,7 +796,7 @@ fn save_checkpoint<B: Backend>(
         "config": cfg.to_toml()?,
         "run": saved,
         "adam_step": opt.step_count(),
-        "cluster": snapshot.map(|s| json!({ "k": s.k, "dim": s.dim, "labels": s.labels, "rounds": s.rounds })),
+        "cluster": snapshot.map(|s| json!({ "k": s.k, "dim": s.dim, "labels": s.labels, "confident": s.confident, "rounds": s.rounds })),
     });
     checkpoint::save(
         dir,
@@ -841,6 +861,12 @@ fn restore<B: Backend>(
             dim: c["dim"].as_u64().unwrap_or(0) as usize,
             labels: serde_json::from_value(c["labels"].clone())
                 .map_err(|e| bad(format!("cluster labels: {e}")))?,
+            // Absent in checkpoints written before confidence selection.
+            confident: match c.get("confident") {
+                Some(v) => serde_json::from_value(v.clone())
+                    .map_err(|e| bad(format!("cluster confident flags: {e}")))?,
+                None => Vec::new(),
+            },
             centroids: get("cluster.centroids")?,
             prototypes: [
                 get("cluster.prototypes.audio")?,
@@ -854,4 +880,46 @@ fn restore<B: Backend>(
         *clusters = Some(ClusterState::restore(&be, snapshot)?);
     }
     serde_json::from_value(ckpt.state["run"].clone()).map_err(|e| bad(format!("run state: {e}")))
+}
+
+/// Reorders a batch so the clips flagged in `confident` come first, keeping
+/// each group's order; returns the batch and the number of confident clips.
+fn confident_first(
+    confident: &[bool],
+    idx: Vec<usize>,
+    audio: Vec<f32>,
+    video: Vec<f32>,
+) -> (Vec<usize>, Vec<f32>, Vec<f32>, usize) {
+    let n = idx.len().max(1);
+    let (a_len, v_len) = (audio.len() / n, video.len() / n);
+    let mut order: Vec<usize> = (0..idx.len()).collect();
+    order.sort_by_key(|&r| !confident.get(idx[r]).copied().unwrap_or(true));
+    let n_conf = order
+        .iter()
+        .take_while(|&&r| confident.get(idx[r]).copied().unwrap_or(true))
+        .count();
+    let gather = |x: &[f32], len: usize| -> Vec<f32> {
+        order
+            .iter()
+            .flat_map(|&r| x[r * len..(r + 1) * len].iter().copied())
+            .collect()
+    };
+    (
+        order.iter().map(|&r| idx[r]).collect(),
+        gather(&audio, a_len),
+        gather(&video, v_len),
+        n_conf,
+    )
+}
+
+/// Rows `0..m` of a `[B, d]` variable (the whole variable when `m = B`).
+fn first_rows<B: Backend>(tape: &mut Tape<'_, B>, z: Var, m: usize) -> Result<Var> {
+    let shape = tape.shape(z).to_vec();
+    if shape.first() == Some(&m) {
+        return Ok(z);
+    }
+    let d = shape.get(1).copied().unwrap_or(1);
+    let t = reshape(tape, z, &[1, shape[0], d])?;
+    let t = narrow_tokens(tape, t, 0, m)?;
+    reshape(tape, t, &[m, d])
 }
