@@ -153,6 +153,7 @@ fn ablate_writes_one_table_over_variants() {
         first_seed: 0,
         out: out.clone(),
         data: None,
+        variants: &[],
     })
     .unwrap();
     for name in [
