@@ -1,7 +1,6 @@
 //! `train` end to end on small configurations: the run directory's contents,
 //! real WAV/PNG files through a manifest, bad inputs, divergence, and resume.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod e2e_common;
