@@ -1,6 +1,6 @@
 // Elementwise kernels (ElementwiseKernels): sums, scaling, the bias /
-// residual row add, its gradient (column sums) and GELU with the tanh
-// approximation. Every kernel overwrites its output.
+// residual row add, its gradient (column sums), GELU with the tanh
+// approximation and the logistic sigmoid. Every kernel overwrites its output.
 //
 // Flat kernels are grid-stride loops: any 1-D grid of 256-thread blocks
 // covers any n (suggested: min(ceil(n/256), 65535) blocks).
@@ -72,5 +72,20 @@ KERNEL void __launch_bounds__(256) gelu_bwd_f32(Buf<const float> x, Buf<const fl
         float t = gelu_tanh(v);
         float du = GELU_K * (1.0f + 3.0f * GELU_C * v * v);
         out[i] = grad_out[i] * (0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * du);
+    }
+}
+
+// out[i] = 1 / (1 + e^(−x[i])) for i < n (0 and 1 in the limits, no NaN).
+// Grid: any number of blocks of 256 threads (grid-stride).
+KERNEL void __launch_bounds__(256) sigmoid_fwd_f32(Buf<const float> x, int n, Buf<float> out) {
+    for (long long i = grid_first(); i < n; i += grid_step()) out[i] = 1.0f / (1.0f + expf(-x[i]));
+}
+
+// out[i] = grad_out[i]·y[i]·(1 − y[i]) from the forward's output y = σ(x).
+// Grid: any number of blocks of 256 threads (grid-stride).
+KERNEL void __launch_bounds__(256) sigmoid_bwd_f32(Buf<const float> y, Buf<const float> grad_out, int n, Buf<float> out) {
+    for (long long i = grid_first(); i < n; i += grid_step()) {
+        float v = y[i];
+        out[i] = grad_out[i] * v * (1.0f - v);
     }
 }

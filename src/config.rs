@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::augment::AugmentConfig;
 use crate::error::{Error, Result};
 
 /// Model architecture (METHOD.md §2).
@@ -142,6 +143,69 @@ pub enum ClusterSpace {
     Fused,
 }
 
+/// The pretraining objective (the top-level `method` key, `--method` on the
+/// command line).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// DICCAE (METHOD.md §3): instance contrast plus the cluster-guided
+    /// terms; configured by `[diccae]`.
+    #[default]
+    Diccae,
+    /// AVCL (METHOD.md §4): SelfCL over two augmented views, the
+    /// cross-modal L_ins and CGRA, with the AMFM gated pooling; configured
+    /// by `[avcl]`.
+    Avcl,
+}
+
+impl Method {
+    /// The name used in configs, `summary.json` and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Diccae => "diccae",
+            Method::Avcl => "avcl",
+        }
+    }
+}
+
+/// The AVCL objective (METHOD.md §4, docs/METHOD-NOTES.md):
+/// `L = L_SelfCL + lambda_cross·L_ins + λ_cgra(e)·L_CGRA`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AvclConfig {
+    /// Weight of the CGRA alignment loss on the encoders' tokens (after its ramp).
+    pub lambda_cgra: f32,
+    /// Epochs over which λ_cgra ramps linearly from 0 (0 = full weight from
+    /// the first step).
+    pub cgra_ramp_epochs: usize,
+    /// Temperature of the co-correlation softmax in CGRA (1 = the plain
+    /// formulation; smaller sharpens the token attention).
+    pub cgra_tau: f32,
+    /// Temperature of the SelfCL InfoNCE between the two views' fused embeddings.
+    pub selfcl_tau: f32,
+    /// Weight of the cross-modal instance contrast L_ins (z_a against z_v,
+    /// averaged over both views).
+    pub lambda_cross: f32,
+    /// Temperature of the cross-modal L_ins.
+    pub cross_tau: f32,
+    /// Strengths of the view augmentations (`[avcl.augment]`).
+    pub augment: AugmentConfig,
+}
+
+impl Default for AvclConfig {
+    fn default() -> Self {
+        AvclConfig {
+            lambda_cgra: 1.0,
+            cgra_ramp_epochs: 0,
+            cgra_tau: 1.0,
+            selfcl_tau: 0.1,
+            lambda_cross: 1.0,
+            cross_tau: 0.07,
+            augment: AugmentConfig::default(),
+        }
+    }
+}
+
 /// Evaluation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -162,14 +226,20 @@ pub struct EvalConfig {
 pub struct Config {
     /// The preset the defaults came from (`tiny` or `base`).
     pub preset: String,
+    /// The objective: `diccae` (default) or `avcl`.
+    #[serde(default)]
+    pub method: Method,
     /// Architecture.
     pub model: ModelConfig,
     /// Features.
     pub data: DataConfig,
     /// Optimisation.
     pub train: TrainConfig,
-    /// Objective.
+    /// The DICCAE objective (used when `method = "diccae"`).
     pub diccae: DiccaeConfig,
+    /// The AVCL objective (used when `method = "avcl"`).
+    #[serde(default)]
+    pub avcl: AvclConfig,
     /// Evaluation.
     pub eval: EvalConfig,
 }
@@ -183,6 +253,7 @@ impl Config {
     pub fn preset(name: &str) -> Result<Config> {
         let tiny = Config {
             preset: "tiny".into(),
+            method: Method::Diccae,
             model: ModelConfig {
                 dim: 128,
                 heads: 4,
@@ -235,6 +306,7 @@ impl Config {
                 min_size_entropy: 0.6,
                 confident_fraction: 1.0,
             },
+            avcl: AvclConfig::default(),
             eval: EvalConfig {
                 knn_k: 20,
                 probe_epochs: 100,
@@ -396,6 +468,27 @@ impl Config {
                 c.confident_fraction
             ));
         }
+        let a = &self.avcl;
+        for (key, v) in [
+            ("avcl.cgra_tau", a.cgra_tau),
+            ("avcl.selfcl_tau", a.selfcl_tau),
+            ("avcl.cross_tau", a.cross_tau),
+        ] {
+            if !(v > 0.0 && v.is_finite()) {
+                return bad(format!("{key} = {v} must be positive"));
+            }
+        }
+        for (key, v) in [
+            ("avcl.lambda_cgra", a.lambda_cgra),
+            ("avcl.lambda_cross", a.lambda_cross),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return bad(format!("{key} = {v} must be zero or positive"));
+            }
+        }
+        a.augment
+            .validate()
+            .map_err(|e| Error::invalid("config", format!("avcl.augment: {e}")))?;
         Ok(())
     }
 

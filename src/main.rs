@@ -27,13 +27,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Pretrain an encoder, then evaluate it (linear probes, kNN, retrieval, clustering).
-    #[command(long_about = "Pretrain an encoder with DICCAE, then evaluate it.\n\n\
+    #[command(
+        long_about = "Pretrain an encoder with DICCAE (or AVCL with --method avcl), then evaluate it.\n\n\
         Without --data the built-in synthetic dataset is used (no files needed). With --data DIR_OR_MANIFEST \
         the clips of a JSON-lines manifest are decoded (see the README for the format).\n\n\
         The run directory (--out) receives config.toml, metrics.jsonl, checkpoints/ (one per epoch), \
         summary.json, report.md and plots/*.png.\n\n\
         Examples:\n  diccae-engine train\n  diccae-engine train --set train.epochs=5 --set diccae.lambda_conf=0\n  \
-        diccae-engine train --data my_clips/manifest.jsonl --out runs/mine\n  diccae-engine train --out runs/mine --resume")]
+        diccae-engine train --method avcl --set train.epochs=5\n  \
+        diccae-engine train --data my_clips/manifest.jsonl --out runs/mine\n  diccae-engine train --out runs/mine --resume"
+    )]
     Train(TrainArgs),
     /// Evaluate a saved checkpoint (a run directory, its checkpoints/, or one epoch's directory).
     #[command(
@@ -43,13 +46,15 @@ enum Command {
         configuration is evaluated.\n\nExample:\n  diccae-engine eval --checkpoint runs/tiny-20261122-064000"
     )]
     Eval(EvalArgs),
-    /// Pretrain with terms of the objective removed, over several seeds, and tabulate the results.
+    /// Pretrain with terms of the objective removed, and AVCL, over several seeds, and tabulate the results.
     #[command(
         long_about = "Run the ablations of METHOD.md §5 — full DICCAE, without L_conf, static W, \
-        without L_cls, InfoNCE only (and the random initialisation) — each for --seeds seeds, and write one \
-        table (ablation.md, ablation.json) into --out. Every run also keeps its own run directory there.\n\n\
-        Options after the subcommand are shared by every run (e.g. --set train.epochs=20).\n\nExample:\n  \
-        diccae-engine ablate --seeds 3 --out runs/ablation"
+        without L_cls, InfoNCE only — and AVCL (--method avcl), with the random initialisation, each for \
+        --seeds seeds, and write one table (ablation.md, ablation.json) into --out. Every run also keeps its \
+        own run directory there.\n\n\
+        Options after the subcommand are shared by every run (e.g. --set train.epochs=20).\n\nExamples:\n  \
+        diccae-engine ablate --seeds 3 --out runs/ablation\n  \
+        diccae-engine ablate --seeds 3 --variants full,avcl,infonce_only --out runs/methods"
     )]
     Ablate(AblateArgs),
     /// Print the backend this build uses, its thread count, and whether the CUDA kernels are built in.
@@ -73,6 +78,9 @@ struct TrainArgs {
     /// Override one key, e.g. --set train.epochs=5 (repeatable).
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     overrides: Vec<String>,
+    /// The objective: diccae (default) or avcl (the same as --set method=...).
+    #[arg(long, value_parser = ["diccae", "avcl"])]
+    method: Option<String>,
     /// Continue the run in --out from its latest checkpoint (with the run's own config.toml).
     #[arg(long, requires = "out")]
     resume: bool,
@@ -123,6 +131,10 @@ struct AblateArgs {
     /// Override one key for every run (repeatable).
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     overrides: Vec<String>,
+    /// Run only these variants, comma-separated (full, no_conf, static_w, no_cls,
+    /// infonce_only, avcl); default: all.
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    variants: Vec<String>,
     /// Device: cpu, cuda, cuda:N or auto (see --help).
     #[arg(long, value_name = "DEVICE", default_value = "cpu", long_help = DEVICE_HELP)]
     device: Device,
@@ -149,6 +161,7 @@ fn run_ablate(args: AblateArgs) -> diccae_engine::Result<()> {
         first_seed: args.first_seed,
         out: args.out.clone(),
         data: args.data,
+        variants: &args.variants,
     })?;
     println!("\n{table}");
     println!(
@@ -200,11 +213,11 @@ fn run_train(args: TrainArgs) -> diccae_engine::Result<()> {
         (None, true, Some(out)) => Some(out.join("config.toml")),
         _ => args.config.clone(),
     };
-    let cfg = Config::resolve(
-        args.preset.as_deref(),
-        config_file.as_deref(),
-        &args.overrides,
-    )?;
+    let mut overrides = args.overrides.clone();
+    if let Some(m) = &args.method {
+        overrides.push(format!("method={m}"));
+    }
+    let cfg = Config::resolve(args.preset.as_deref(), config_file.as_deref(), &overrides)?;
     if args.print_config {
         print!("{}", cfg.to_toml()?);
         return Ok(());

@@ -6,7 +6,7 @@ use diccae_engine::autograd::{Tape, Var};
 use diccae_engine::backend::ElementwiseKernels;
 use diccae_engine::backend::cpu::CpuBackend;
 use diccae_engine::gradcheck::{self, GradCheck, all_close, check_gradients, op_error, test_seed};
-use diccae_engine::ops::elementwise::{add, bias_add, broadcast_add, gelu, scale};
+use diccae_engine::ops::elementwise::{add, bias_add, broadcast_add, gelu, scale, sigmoid};
 use diccae_engine::rng::{normal_vec, seeded, uniform_vec};
 
 const ROWS: [usize; 3] = [1, 7, 33];
@@ -125,6 +125,10 @@ fn gradients_match_finite_differences() {
             .unwrap_or_else(|e| panic!("{e}"));
             check_gradients(&name("gelu"), seed, &inputs, &cfg, |t, v| gelu(t, v[0]))
                 .unwrap_or_else(|e| panic!("{e}"));
+            check_gradients(&name("sigmoid"), seed, &inputs, &cfg, |t, v| {
+                sigmoid(t, v[0])
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
             // broadcast_add over a 3-D batch: x [2, rows, d] + e [rows, d].
             let inputs = [
                 (vec![2, rows, d], normal_vec(&mut rng, 2 * rows * d, 1.0)),
@@ -306,4 +310,36 @@ fn shape_mismatches_are_errors() {
     assert!(be.sum_rows(&vec![0.0; 11], 3, 4).is_err());
     assert!(be.add(&vec![0.0; 3], &vec![0.0; 4]).is_err());
     assert!(be.gelu_bwd(&vec![0.0; 3], &vec![0.0; 4]).is_err());
+}
+
+#[test]
+fn sigmoid_matches_the_host_formula_and_saturates_cleanly() {
+    let seed = test_seed();
+    let mut rng = seeded(seed);
+    // Awkward sizes, one above the parallel threshold, plus the extremes.
+    for n in [1usize, 7, 129, 70_001] {
+        let mut x = normal_vec(&mut rng, n, 4.0);
+        if n == 7 {
+            x[..4].copy_from_slice(&[-200.0, 200.0, f32::INFINITY, f32::NEG_INFINITY]);
+        }
+        let got = forward(&[(vec![n], x.clone())], |t, v| sigmoid(t, v[0]));
+        let want: Vec<f32> = x
+            .iter()
+            .map(|&a| (1.0 / (1.0 + (-f64::from(a)).exp())) as f32)
+            .collect();
+        all_close(&got, &want, 1e-6, 1e-7)
+            .unwrap_or_else(|e| panic!("seed {seed} sigmoid n={n}: {e}"));
+        let be = CpuBackend::new();
+        let g = normal_vec(&mut rng, n, 1.0);
+        // The backward from the f32 output it is given (1 − y cancels near 1).
+        let y = got;
+        let got = be.sigmoid_bwd(&y, &g).unwrap();
+        let want: Vec<f32> = y
+            .iter()
+            .zip(&g)
+            .map(|(&y, &g)| (f64::from(g) * f64::from(y) * (1.0 - f64::from(y))) as f32)
+            .collect();
+        all_close(&got, &want, 1e-5, 1e-7)
+            .unwrap_or_else(|e| panic!("seed {seed} sigmoid' n={n}: {e}"));
+    }
 }

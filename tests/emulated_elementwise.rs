@@ -8,7 +8,9 @@
 //! CPU); sum_rows rtol 1e-5 / atol 1e-5 (f32 sums in another order); GELU
 //! forward rtol 1e-5 / atol 1e-6 (`tanhf` vs the CPU's rational tanh, ≤ 4e-7
 //! apart); GELU backward rtol 1e-5 / atol 2e-5: for x ≲ −4.6 the CPU's tanh
-//! saturates and its derivative is off by < 5e-6, times |grad_out| ≤ 4.
+//! saturates and its derivative is off by < 5e-6, times |grad_out| ≤ 4;
+//! sigmoid forward rtol 1e-6 / atol 1e-7 (`expf` on both sides, one
+//! division); sigmoid backward exact (the same two products).
 
 mod emu_common;
 
@@ -140,5 +142,23 @@ fn elementwise_kernels_match_the_cpu_backend() {
         .unwrap();
         let want = cpu.gelu_bwd(&a, &b).unwrap();
         assert_close("gelu_bwd", &shape, &out, &want, 1e-5, 2e-5);
+
+        launch(
+            "sigmoid_fwd_f32",
+            flat(n),
+            &mut [Arg::In(&a), Arg::I32(ni), Arg::Out(&mut out)],
+        )
+        .unwrap();
+        let y = cpu.sigmoid_fwd(&a).unwrap();
+        assert_close("sigmoid_fwd", &shape, &out, &y, 1e-6, 1e-7);
+
+        launch(
+            "sigmoid_bwd_f32",
+            flat(n),
+            &mut [Arg::In(&y), Arg::In(&b), Arg::I32(ni), Arg::Out(&mut out)],
+        )
+        .unwrap();
+        let want = cpu.sigmoid_bwd(&y, &b).unwrap();
+        assert_close("sigmoid_bwd", &shape, &out, &want, 0.0, 0.0);
     }
 }

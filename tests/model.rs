@@ -1,12 +1,13 @@
 //! The whole model composed from the ops: its parameter gradients through the
-//! DICCAE losses agree with finite differences, and it runs at the presets'
-//! shapes.
+//! DICCAE losses, and with the AMFM gate through the AVCL terms, agree with
+//! finite differences, and it runs at the presets' shapes.
 
 use diccae_engine::autograd::{ParamStore, Tape};
 use diccae_engine::backend::cpu::CpuBackend;
 use diccae_engine::config::Config;
 use diccae_engine::gradcheck::test_seed;
 use diccae_engine::model::AvModel;
+use diccae_engine::ops::cgra::cgra_loss;
 use diccae_engine::ops::class_align::class_align;
 use diccae_engine::ops::elementwise::add;
 use diccae_engine::ops::infonce::infonce;
@@ -38,11 +39,27 @@ fn small_config() -> Config {
 
 #[test]
 fn model_parameter_gradients_match_finite_differences() {
+    check_model_gradients(false);
+}
+
+/// The AVCL model: the AMFM gated pooling (`h_f = α·h_a' + (1−α)·h_v'`) under
+/// the fused term, and CGRA on the encoders' tokens.
+#[test]
+fn gated_model_parameter_gradients_match_finite_differences() {
+    check_model_gradients(true);
+}
+
+/// Finite differences on three coordinates of every parameter, through
+/// `infonce(z_a, z_v) + class_align(z_f)` (plus `cgra(H_a, H_v)` when gated).
+fn check_model_gradients(gated: bool) {
     let seed = test_seed();
     let cfg = small_config();
     let be = CpuBackend::new();
     let mut store = ParamStore::new(be.clone());
-    let model = AvModel::new(&mut store, &cfg.model, &cfg.data, seed).unwrap();
+    let mut model = AvModel::new(&mut store, &cfg.model, &cfg.data, seed).unwrap();
+    if gated {
+        model.add_gate(&mut store, seed).unwrap();
+    }
     let b = 3;
     let mut rng = seeded(seed);
     // Re-draw every parameter at std 0.3: with the 0.02 initialisation the
@@ -70,7 +87,12 @@ fn model_parameter_gradients_match_finite_differences() {
         let p = Tensor::from_host(&be, &[4, 5], &protos).unwrap();
         let y = Tensor::from_host(&be, &[b], &labels).unwrap();
         let c = class_align(&mut tape, e.z_f, &p, &y, None, 0.5, None).unwrap();
-        let total = add(&mut tape, l, c).unwrap();
+        let mut total = add(&mut tape, l, c).unwrap();
+        if gated {
+            assert!(e.gate.is_some());
+            let g = cgra_loss(&mut tape, e.tokens_a, e.tokens_v, 0.5).unwrap();
+            total = add(&mut tape, total, g).unwrap();
+        }
         let value = f64::from(tape.value(total).to_host(&be).unwrap()[0]);
         let grads = record.then(|| tape.backward(total).unwrap());
         (value, grads)
@@ -110,8 +132,12 @@ fn model_parameter_gradients_match_finite_differences() {
         }
     }
     assert!(
+        !gated || store.ids().any(|id| store.name(id) == "fusion.gate.weight"),
+        "no gate parameter checked"
+    );
+    assert!(
         failures.is_empty(),
-        "seed {seed}: {} of {checked} coordinates off:\n{}",
+        "seed {seed} (gated {gated}): {} of {checked} coordinates off:\n{}",
         failures.len(),
         failures.join("\n")
     );
@@ -136,5 +162,47 @@ fn tiny_preset_forward_shapes() {
     for row in z.chunks(cfg.model.proj_dim) {
         let n: f32 = row.iter().map(|x| x * x).sum();
         assert!((n - 1.0).abs() < 1e-4, "{n}");
+    }
+}
+
+#[test]
+fn the_gate_exists_only_for_avcl_and_mixes_the_pooled_parts() {
+    let be = CpuBackend::new();
+    let names = |cfg: &Config| {
+        let mut store = ParamStore::new(be.clone());
+        let model = AvModel::for_config(&mut store, cfg).unwrap();
+        let names: Vec<String> = store.ids().map(|id| store.name(id).to_string()).collect();
+        (model, store, names)
+    };
+    let diccae = small_config();
+    let mut avcl = diccae.clone();
+    avcl.method = diccae_engine::config::Method::Avcl;
+    let (plain, _, plain_names) = names(&diccae);
+    let (gated, store, gated_names) = names(&avcl);
+    assert!(!plain.gated() && gated.gated());
+    // DICCAE checkpoints keep their keys: the gate only adds two at the end.
+    assert_eq!(&gated_names[..plain_names.len()], &plain_names[..]);
+    assert_eq!(
+        &gated_names[plain_names.len()..],
+        ["fusion.gate.weight", "fusion.gate.bias"]
+    );
+
+    let b = 4;
+    let mut rng = seeded(test_seed());
+    let mut tape = Tape::no_grad(&store);
+    let a = tape
+        .constant(Tensor::from_host(&be, &[b, 8, 12], &normal_vec(&mut rng, b * 96, 1.0)).unwrap());
+    let v = tape.constant(
+        Tensor::from_host(&be, &[b, 2, 3, 8, 8], &normal_vec(&mut rng, b * 384, 1.0)).unwrap(),
+    );
+    let e = gated.forward(&mut tape, a, v).unwrap();
+    let d = diccae.model.dim;
+    assert_eq!(tape.shape(e.h_f), &[b, d]);
+    assert_eq!(tape.shape(e.tokens_a)[0], b);
+    let gate = e.gate.unwrap();
+    assert_eq!(tape.shape(gate), &[b, 1]);
+    for &g in &tape.value(gate).to_host(&be).unwrap() {
+        // Zero bias and 0.02-scale weights: the gate starts near ½.
+        assert!((g - 0.5).abs() < 0.1, "gate {g}");
     }
 }

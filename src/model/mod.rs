@@ -1,5 +1,6 @@
 //! The audio-visual model of METHOD.md §2: two transformer encoders, joint
-//! fusion blocks (AMFM) over both token sets, and projection heads.
+//! fusion blocks (AMFM) over both token sets, and projection heads; for AVCL
+//! (METHOD.md §4) also the AMFM gated pooling of the fused tokens.
 
 mod layers;
 
@@ -7,11 +8,14 @@ pub use layers::{Linear, Mlp, Norm, TransformerBlock};
 
 use crate::autograd::{ParamId, ParamStore, Tape, Var};
 use crate::backend::Backend;
-use crate::config::{DataConfig, ModelConfig};
+use crate::config::{Config, DataConfig, Method, ModelConfig};
 use crate::error::Result;
-use crate::ops::elementwise::{bias_add, broadcast_add};
+use crate::ops::elementwise::{add, bias_add, broadcast_add, scale, sigmoid};
+use crate::ops::matmul::matmul;
 use crate::ops::norm::l2_normalize;
-use crate::ops::tokens::{concat_tokens, mean_pool, patchify_spectrogram, patchify_video};
+use crate::ops::tokens::{
+    concat_tokens, mean_pool, patchify_spectrogram, patchify_video, reshape, split_tokens,
+};
 use crate::rng::{SeededRng, normal_vec};
 use crate::tensor::Tensor;
 
@@ -77,12 +81,19 @@ impl Encoder {
 /// The embeddings one forward pass produces for a batch.
 #[derive(Clone, Copy, Debug)]
 pub struct Embeddings {
+    /// The audio encoder's output tokens `H_a` `[B, Ta, dim]` (what CGRA aligns).
+    pub tokens_a: Var,
+    /// The video encoder's output tokens `H_v` `[B, Tv, dim]`.
+    pub tokens_v: Var,
     /// Mean-pooled audio tokens `[B, dim]`.
     pub h_a: Var,
     /// Mean-pooled video tokens `[B, dim]`.
     pub h_v: Var,
-    /// Mean-pooled fused tokens `[B, dim]`.
+    /// The fused features `[B, dim]`: the mean of the fused tokens, or with
+    /// the AMFM gate `u = α·h_a' + (1−α)·h_v'` (see [`AvModel::forward`]).
     pub h_f: Var,
+    /// The AMFM gate `α` `[B, 1]`, when the model has one.
+    pub gate: Option<Var>,
     /// L2-normalised audio projection `[B, proj_dim]`.
     pub z_a: Var,
     /// L2-normalised video projection `[B, proj_dim]`.
@@ -105,6 +116,7 @@ pub struct AvModel {
     head_a: Mlp,
     head_v: Mlp,
     head_f: Mlp,
+    gate: Option<Linear>,
 }
 
 impl AvModel {
@@ -169,11 +181,44 @@ impl AvModel {
             head_a,
             head_v,
             head_f,
+            gate: None,
         })
+    }
+
+    /// [`AvModel::new`] plus, for AVCL, the AMFM gate: `fusion.gate.weight`
+    /// `[2·dim, 1]` (N(0, 0.02²)) and `fusion.gate.bias` `[1]` (zero), so
+    /// the gate starts near ½. The gate's parameters are registered after
+    /// every other, so a DICCAE model's parameters (and checkpoints) are
+    /// exactly those of [`AvModel::new`].
+    pub fn for_config<B: Backend>(store: &mut ParamStore<B>, cfg: &Config) -> Result<Self> {
+        let mut model = AvModel::new(store, &cfg.model, &cfg.data, cfg.train.seed)?;
+        if cfg.method == Method::Avcl {
+            model.add_gate(store, cfg.train.seed)?;
+        }
+        Ok(model)
+    }
+
+    /// Adds the AMFM gated pooling (see [`AvModel::for_config`]); from now
+    /// on `h_f` is the gated mixture and `z_f` its projection.
+    pub fn add_gate<B: Backend>(&mut self, store: &mut ParamStore<B>, seed: u64) -> Result<()> {
+        let mut rng = crate::rng::seeded(seed ^ 0x6761_7465_0000);
+        let d = self.cfg.dim;
+        self.gate = Some(Linear::new(store, &mut rng, "fusion.gate", 2 * d, 1)?);
+        Ok(())
+    }
+
+    /// Whether the model pools the fused tokens through the AMFM gate.
+    pub fn gated(&self) -> bool {
+        self.gate.is_some()
     }
 
     /// Runs the model on a batch: `audio` is `[B, n_mels, audio_frames]`
     /// (normalised log-mel), `video` is `[B, T, 3, S, S]` (normalised frames).
+    ///
+    /// Without the gate `h_f` is the mean of all fused tokens. With it
+    /// (AVCL), the fused tokens' audio part and video part are mean-pooled
+    /// separately into `h_a'` and `h_v'`, `α = σ(wᵀ[h_a'; h_v'] + b)` per
+    /// clip, and `h_f = u = α·h_a' + (1−α)·h_v'`; `z_f` projects `u`.
     pub fn forward<B: Backend>(
         &self,
         tape: &mut Tape<'_, B>,
@@ -198,7 +243,14 @@ impl AvModel {
 
         let h_a = mean_pool(tape, tokens_a)?;
         let h_v = mean_pool(tape, tokens_v)?;
-        let h_f = mean_pool(tape, joint)?;
+        let (h_f, gate) = match &self.gate {
+            None => (mean_pool(tape, joint)?, None),
+            Some(g) => {
+                let ta = tape.shape(tokens_a)[1];
+                let (u, alpha) = gated_pool(tape, g, joint, ta)?;
+                (u, Some(alpha))
+            }
+        };
         let project = |tape: &mut Tape<'_, B>, head: &Mlp, h: Var| -> Result<Var> {
             let p = head.forward(tape, h)?;
             l2_normalize(tape, p, 1e-6)
@@ -207,12 +259,44 @@ impl AvModel {
         let z_v = project(tape, &self.head_v, h_v)?;
         let z_f = project(tape, &self.head_f, h_f)?;
         Ok(Embeddings {
+            tokens_a,
+            tokens_v,
             h_a,
             h_v,
             h_f,
+            gate,
             z_a,
             z_v,
             z_f,
         })
     }
+}
+
+/// AMFM gated pooling of fused tokens `[B, Ta + Tv, d]` whose first `ta`
+/// tokens are audio: returns `u = h_v' + α·(h_a' − h_v')` `[B, d]` (the same
+/// as `α·h_a' + (1−α)·h_v'`) and `α` `[B, 1]`.
+fn gated_pool<B: Backend>(
+    tape: &mut Tape<'_, B>,
+    gate: &Linear,
+    joint: Var,
+    ta: usize,
+) -> Result<(Var, Var)> {
+    let (b, d) = (tape.shape(joint)[0], tape.shape(joint)[2]);
+    let (ja, jv) = split_tokens(tape, joint, ta)?;
+    let ha = mean_pool(tape, ja)?;
+    let hv = mean_pool(tape, jv)?;
+    let ha3 = reshape(tape, ha, &[b, 1, d])?;
+    let hv3 = reshape(tape, hv, &[b, 1, d])?;
+    let both = concat_tokens(tape, &[ha3, hv3])?;
+    let both = reshape(tape, both, &[b, 2 * d])?;
+    let logit = gate.forward(tape, both)?;
+    let alpha = sigmoid(tape, logit)?;
+    let neg_hv = scale(tape, hv, -1.0)?;
+    let diff = add(tape, ha, neg_hv)?;
+    let diff = reshape(tape, diff, &[b, 1, d])?;
+    let alpha3 = reshape(tape, alpha, &[b, 1, 1])?;
+    let mixed = matmul(tape, alpha3, diff, false, false)?;
+    let mixed = reshape(tape, mixed, &[b, d])?;
+    let u = add(tape, hv, mixed)?;
+    Ok((u, alpha))
 }

@@ -1,5 +1,5 @@
 //! Elementwise ops: residual add, bias add, broadcast add over the batch,
-//! scaling and GELU.
+//! scaling, GELU and the logistic sigmoid.
 
 use crate::autograd::{BackwardCtx, BackwardOp, Tape, Var};
 use crate::backend::Backend;
@@ -183,6 +183,32 @@ impl<B: Backend> BackwardOp<B> for GeluBackward {
     fn backward(&self, ctx: &mut BackwardCtx<'_, B>, grad_out: &B::Buf) -> Result<()> {
         let be = ctx.backend().clone();
         let dx = be.gelu_bwd(ctx.value(self.x).buf(), grad_out)?;
+        ctx.accumulate(self.x, dx)
+    }
+}
+
+/// The logistic sigmoid `σ(x) = 1 / (1 + e^(−x))`, elementwise (the AMFM
+/// gate). The backward uses the saved output: `σ'(x) = σ(x)·(1 − σ(x))`.
+pub fn sigmoid<B: Backend>(tape: &mut Tape<'_, B>, x: Var) -> Result<Var> {
+    let shape = tape.shape(x).to_vec();
+    let be = tape.backend().clone();
+    let out = be.sigmoid_fwd(tape.value(x).buf())?;
+    let out = Tensor::from_buf(&be, &shape, out)?;
+    Ok(tape.push_op(out, &[x], SigmoidBackward { x }))
+}
+
+struct SigmoidBackward {
+    x: Var,
+}
+
+impl<B: Backend> BackwardOp<B> for SigmoidBackward {
+    fn name(&self) -> &'static str {
+        "sigmoid"
+    }
+
+    fn backward(&self, ctx: &mut BackwardCtx<'_, B>, grad_out: &B::Buf) -> Result<()> {
+        let be = ctx.backend().clone();
+        let dx = be.sigmoid_bwd(ctx.value(ctx.output()).buf(), grad_out)?;
         ctx.accumulate(self.x, dx)
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! Decoding runs in parallel before training starts, with a progress bar;
 //! a clip that cannot be decoded is skipped, counted and named, never
-//! silently dropped. Training-time augmentation (a horizontal flip of the
-//! frames) happens when a batch is gathered.
+//! silently dropped. Training-time augmentation happens when a batch is
+//! gathered: a horizontal flip of the frames for DICCAE, two independently
+//! augmented views of every clip for AVCL's SelfCL.
 
 use std::path::Path;
 
@@ -12,7 +13,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::Rng;
 use rayon::prelude::*;
 
-use crate::config::Config;
+use crate::config::{Config, DataConfig};
+use crate::data::augment::{AugmentConfig, augment_audio_batch, augment_video_normalised};
 use crate::data::{
     ClipFeatures, ClipLoader, FeatureConfig, IMAGENET_MEAN, IMAGENET_STD, LogMel, Manifest,
     NormStats, Sampling, Split, fit_length, flip_horizontal,
@@ -70,6 +72,28 @@ impl FeatureSet {
             }
         }
         (audio, video)
+    }
+
+    /// Two augmented views of the clips `idx` (METHOD.md §4 SelfCL): audio
+    /// `[2n, n_mels, audio_frames]` and video `[2n, T, 3, S, S]`, view 1 of
+    /// every clip first, then view 2 in the same order. Each view of each clip
+    /// is drawn independently from `rng` (see [`crate::data::augment`]).
+    pub fn gather_views(
+        &self,
+        idx: &[usize],
+        data: &DataConfig,
+        augment: &AugmentConfig,
+        rng: &mut SeededRng,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let (mut audio, mut video) = self.gather(idx, data.frame_size, None);
+        audio.extend_from_within(..);
+        video.extend_from_within(..);
+        augment_audio_batch(augment, &mut audio, data.n_mels, data.audio_frames, rng)?;
+        let per_clip = data.frames * 3 * data.frame_size * data.frame_size;
+        for clip in video.chunks_exact_mut(per_clip.max(1)) {
+            augment_video_normalised(augment, clip, data.frames, data.frame_size, rng)?;
+        }
+        Ok((audio, video))
     }
 
     fn push(&mut self, clip: ClipFeatures) {

@@ -66,7 +66,7 @@ pub struct WeightSummary {
 /// Everything `summary.json` holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
-    /// The objective (`diccae`).
+    /// The objective (`diccae` or `avcl`).
     pub method: String,
     /// The preset the config started from.
     pub preset: String,
@@ -147,7 +147,7 @@ impl Summary {
             }
         }
         Summary {
-            method: "diccae".into(),
+            method: cfg.method.name().into(),
             preset: cfg.preset.clone(),
             dataset: data.name.clone(),
             epochs: history.len(),
@@ -268,28 +268,41 @@ pub fn write_outputs(out: &Path, s: &Summary, history: &[EpochRecord]) -> Result
             .filter_map(|h| f(h).map(|v| (h.epoch as f64 + 1.0, v)))
             .collect()
     };
+    let mut losses = vec![
+        Series {
+            name: "total",
+            points: ep(&|h| Some(h.loss)),
+        },
+        Series {
+            name: "L_ins",
+            points: ep(&|h| Some(h.l_ins)),
+        },
+        Series {
+            name: "L_cls",
+            points: ep(&|h| h.l_cls),
+        },
+        Series {
+            name: "L_conf",
+            points: ep(&|h| h.l_conf),
+        },
+    ];
+    // AVCL's terms (absent from DICCAE runs, whose legend stays as it was).
+    for (name, points) in [
+        ("L_selfcl", ep(&|h| h.l_selfcl)),
+        ("L_cgra", ep(&|h| h.l_cgra)),
+    ] {
+        if !points.is_empty() {
+            losses.push(Series { name, points });
+        }
+    }
+    if s.method == "avcl" {
+        losses.retain(|l| !l.points.is_empty());
+    }
     line_chart(
         &plots.join("losses.png"),
         "Training losses (epoch means)",
         "epoch",
-        &[
-            Series {
-                name: "total",
-                points: ep(&|h| Some(h.loss)),
-            },
-            Series {
-                name: "L_ins",
-                points: ep(&|h| Some(h.l_ins)),
-            },
-            Series {
-                name: "L_cls",
-                points: ep(&|h| h.l_cls),
-            },
-            Series {
-                name: "L_conf",
-                points: ep(&|h| h.l_conf),
-            },
-        ],
+        &losses,
     )?;
     if !s.clustering.epochs.is_empty() {
         let rounds = |v: &[f64]| -> Vec<(f64, f64)> {
@@ -445,6 +458,11 @@ fn render_report(s: &Summary) -> String {
             );
         }
         let _ = writeln!(r);
+    } else if s.method == "avcl" {
+        let _ = writeln!(
+            r,
+            "AVCL trains without clustering rounds (SelfCL + cross-modal L_ins + CGRA).\n"
+        );
     } else {
         let _ = writeln!(
             r,

@@ -1,7 +1,10 @@
-//! The DICCAE pretraining loop (METHOD.md §3): instance contrast from the
+//! The pretraining loop. DICCAE (METHOD.md §3): instance contrast from the
 //! start; once the instance loss has left chance, periodic k-means on the
 //! fused embeddings, class-level alignment and the confusion-aware loss with
-//! ramped weights; a checkpoint every epoch; evaluation at the end.
+//! ramped weights. AVCL (METHOD.md §4): two augmented views of every clip
+//! through the model, SelfCL between the views' fused embeddings, the
+//! cross-modal L_ins and CGRA on the encoders' tokens. Both: a checkpoint
+//! every epoch, non-finite steps rejected, evaluation at the end.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,15 +20,16 @@ use crate::autograd::{ParamStore, Tape, Var};
 use crate::backend::Backend;
 use crate::backend::cpu::CpuBackend;
 use crate::checkpoint::{self, Checkpoint, HostTensor};
-use crate::config::{ClusterSpace, Config};
+use crate::config::{AvclConfig, ClusterSpace, Config, Method};
 use crate::confusion::ramp;
 use crate::error::{Error, Result};
 use crate::kmeans::KMeansConfig;
-use crate::model::AvModel;
+use crate::model::{AvModel, Embeddings};
+use crate::ops::cgra::cgra_loss;
 use crate::ops::class_align::class_align;
 use crate::ops::elementwise::{add, scale};
 use crate::ops::infonce::infonce;
-use crate::ops::tokens::{narrow_tokens, reshape};
+use crate::ops::tokens::{narrow_tokens, reshape, split_tokens};
 use crate::optim::{AdamW, AdamWConfig, WarmupCosine, clip_grad_norm};
 use crate::rng::seeded;
 use crate::tensor::Tensor;
@@ -56,8 +60,20 @@ pub struct EpochRecord {
     pub epoch: usize,
     /// Total loss.
     pub loss: f64,
-    /// Instance contrast L_ins.
+    /// Instance contrast L_ins (AVCL: the cross-modal term, mean of both views).
     pub l_ins: f64,
+    /// AVCL: SelfCL InfoNCE between the two views' fused embeddings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l_selfcl: Option<f64>,
+    /// AVCL: the CGRA alignment loss, when its weight is positive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l_cgra: Option<f64>,
+    /// AVCL: weight of L_cgra this epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda_cgra: Option<f32>,
+    /// AVCL: mean AMFM gate α over the epoch's clips (1 = all audio).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_mean: Option<f64>,
     /// Class-level alignment L_cls, when active.
     pub l_cls: Option<f64>,
     /// Confusion-aware loss L_conf, when active.
@@ -108,6 +124,9 @@ struct EpochSums {
     l_ins: f64,
     l_cls: f64,
     l_conf: f64,
+    l_selfcl: f64,
+    l_cgra: f64,
+    gate: f64,
     grad_norm: f64,
     clips: usize,
     rejected: usize,
@@ -182,7 +201,7 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
     write_text(&out.join("config.toml"), &cfg.to_toml()?)?;
 
     let mut store = ParamStore::new(backend.clone());
-    let model = AvModel::new(&mut store, &cfg.model, &cfg.data, cfg.train.seed)?;
+    let model = AvModel::for_config(&mut store, cfg)?;
     let shapes = InputShapes::of(cfg);
     let t = &cfg.train;
     let mut opt = AdamW::new(AdamWConfig {
@@ -240,7 +259,9 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
     } else {
         dataset.classes.len().max(2)
     };
-    let wants_clusters = c.lambda_cls > 0.0 || c.lambda_conf > 0.0;
+    let avcl = cfg.method == Method::Avcl;
+    let views = if avcl { 2 } else { 1 };
+    let wants_clusters = !avcl && (c.lambda_cls > 0.0 || c.lambda_conf > 0.0);
     let chance = (batch as f64).ln();
 
     let mut consecutive_bad = 0usize;
@@ -321,6 +342,12 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
             ),
             _ => (0.0, 0.0, 0.0),
         };
+        let lambda_cgra = ramp(
+            epoch + 1,
+            0,
+            cfg.avcl.cgra_ramp_epochs,
+            cfg.avcl.lambda_cgra,
+        );
 
         let mut order: Vec<usize> = (0..dataset.train.len()).collect();
         order.shuffle(&mut seeded(
@@ -343,20 +370,27 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
         let train_set = &dataset.train;
         let frame_size = cfg.data.frame_size;
         std::thread::scope(|scope| -> Result<()> {
-            // Batches are gathered (and augmented) on a background thread.
+            // Batches are gathered (and augmented) on a background thread:
+            // DICCAE flips frames; AVCL makes two augmented views per clip.
             let (tx, rx) = sync_channel(2);
             let seed = t.seed ^ 0xa5a5 ^ ((epoch as u64) << 20);
             let order = &order;
+            let (data_cfg, augment) = (&cfg.data, &cfg.avcl.augment);
             scope.spawn(move || {
                 let mut rng = seeded(seed);
                 for chunk in order.chunks(batch).take(steps_per_epoch) {
-                    let (a, v) = train_set.gather(chunk, frame_size, Some(&mut rng));
-                    if tx.send((chunk.to_vec(), a, v)).is_err() {
+                    let item = if avcl {
+                        train_set.gather_views(chunk, data_cfg, augment, &mut rng)
+                    } else {
+                        Ok(train_set.gather(chunk, frame_size, Some(&mut rng)))
+                    };
+                    if tx.send(item.map(|(a, v)| (chunk.to_vec(), a, v))).is_err() {
                         break;
                     }
                 }
             });
-            for (idx, audio, video) in rx {
+            for item in rx {
+                let (idx, audio, video) = item?;
                 lr = sched.lr(state.steps_done);
                 let n = idx.len();
                 // The cluster terms train on the batch's confident clips only:
@@ -368,17 +402,25 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
                 let mut tape = Tape::new(&store);
                 let a = tape.constant(Tensor::from_host(
                     &backend,
-                    &with_batch(n, &shapes.audio),
+                    &with_batch(n * views, &shapes.audio),
                     &audio,
                 )?);
                 let v = tape.constant(Tensor::from_host(
                     &backend,
-                    &with_batch(n, &shapes.video),
+                    &with_batch(n * views, &shapes.video),
                     &video,
                 )?);
                 let e = model.forward(&mut tape, a, v)?;
-                let l_ins = infonce(&mut tape, e.z_a, e.z_v, c.tau)?;
-                let mut total = l_ins;
+                let (mut selfcl_var, mut cgra_var) = (None, None);
+                let (l_ins, mut total) = if avcl {
+                    let terms = avcl_losses(&mut tape, &e, n, &cfg.avcl, lambda_cgra)?;
+                    selfcl_var = Some(terms.selfcl);
+                    cgra_var = terms.cgra;
+                    (terms.ins, terms.total)
+                } else {
+                    let l_ins = infonce(&mut tape, e.z_a, e.z_v, c.tau)?;
+                    (l_ins, l_ins)
+                };
                 let (mut cls_var, mut conf_var) = (None, None);
                 if let Some(state_c) = clusters.as_mut().filter(|_| active && n_conf > 0) {
                     let labels = state_c.batch_labels(&backend, &idx[..n_conf])?;
@@ -434,6 +476,19 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
                 let conf = conf_var
                     .map(|v| scalar(&backend, tape.value(v)))
                     .transpose()?;
+                let selfcl = selfcl_var
+                    .map(|v| scalar(&backend, tape.value(v)))
+                    .transpose()?;
+                let cgra = cgra_var
+                    .map(|v| scalar(&backend, tape.value(v)))
+                    .transpose()?;
+                let gate = match e.gate {
+                    Some(g) => {
+                        let alpha = tape.value(g).to_host(&backend)?;
+                        alpha.iter().map(|&x| f64::from(x)).sum::<f64>() / alpha.len().max(1) as f64
+                    }
+                    None => 0.0,
+                };
                 let mut reject = |reason: String, sums: &mut EpochSums| -> Result<()> {
                     sums.rejected += 1;
                     consecutive_bad += 1;
@@ -492,9 +547,18 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
                 sums.l_ins += ins;
                 sums.l_cls += cls.unwrap_or(0.0);
                 sums.l_conf += conf.unwrap_or(0.0);
+                sums.l_selfcl += selfcl.unwrap_or(0.0);
+                sums.l_cgra += cgra.unwrap_or(0.0);
+                sums.gate += gate;
                 sums.grad_norm += norm;
                 let rate = sums.clips as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
-                bar.set_message(format!("loss {loss:.4} (L_ins {ins:.4}) {rate:.0} clips/s"));
+                bar.set_message(match selfcl {
+                    Some(sc) => format!(
+                        "loss {loss:.4} (L_selfcl {sc:.4}, L_ins {ins:.4}{}) {rate:.0} clips/s",
+                        cgra.map_or(String::new(), |v| format!(", L_cgra {v:.4}"))
+                    ),
+                    None => format!("loss {loss:.4} (L_ins {ins:.4}) {rate:.0} clips/s"),
+                });
                 bar.inc(1);
             }
             Ok(())
@@ -517,6 +581,10 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
             l_ins: sums.l_ins / s,
             l_cls: (lambda_cls > 0.0).then_some(sums.l_cls / s),
             l_conf: (lambda_conf > 0.0).then_some(sums.l_conf / s),
+            l_selfcl: avcl.then_some(sums.l_selfcl / s),
+            l_cgra: (avcl && lambda_cgra > 0.0).then_some(sums.l_cgra / s),
+            lambda_cgra: avcl.then_some(lambda_cgra),
+            gate_mean: avcl.then_some(sums.gate / s),
             lambda_cls,
             lambda_conf,
             beta,
@@ -529,11 +597,20 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
         say(
             opts,
             format!(
-                "epoch {:>3}/{}: loss {:.4}  L_ins {:.4}{}{}  lr {:.2e}  {:.0} clips/s  {:.1}s",
+                "epoch {:>3}/{}: loss {:.4}{}  L_ins {:.4}{}{}{}{}  lr {:.2e}  {:.0} clips/s  {:.1}s",
                 epoch + 1,
                 t.epochs,
                 record.loss,
+                record
+                    .l_selfcl
+                    .map_or(String::new(), |v| format!("  L_selfcl {v:.4}")),
                 record.l_ins,
+                record
+                    .l_cgra
+                    .map_or(String::new(), |v| format!("  L_cgra {v:.4}")),
+                record
+                    .gate_mean
+                    .map_or(String::new(), |v| format!("  gate α {v:.3}")),
                 record
                     .l_cls
                     .map_or(String::new(), |v| format!("  L_cls {v:.4}")),
@@ -632,7 +709,7 @@ pub fn evaluate_checkpoint(
     report_dataset(&opts, out, &dataset)?;
     let backend = CpuBackend::new();
     let mut store = ParamStore::new(backend.clone());
-    let model = AvModel::new(&mut store, &cfg.model, &cfg.data, cfg.train.seed)?;
+    let model = AvModel::for_config(&mut store, &cfg)?;
     say(
         &opts,
         "evaluating the randomly initialised encoder (reference point)",
@@ -820,7 +897,9 @@ fn restore<B: Backend>(
     let saved_cfg = ckpt.state["config"]
         .as_str()
         .ok_or_else(|| bad("checkpoint has no config".into()))?;
-    if saved_cfg != cfg.to_toml()? {
+    // Compared parsed, so a run saved before a knob existed (its default
+    // filled in) still resumes with the same configuration.
+    if Config::from_toml(saved_cfg)? != *cfg {
         return Err(bad(
             "the configuration differs from the checkpoint's; resume with the run's own config.toml".into(),
         ));
@@ -922,4 +1001,69 @@ fn first_rows<B: Backend>(tape: &mut Tape<'_, B>, z: Var, m: usize) -> Result<Va
     let t = reshape(tape, z, &[1, shape[0], d])?;
     let t = narrow_tokens(tape, t, 0, m)?;
     reshape(tape, t, &[m, d])
+}
+
+/// The terms of one AVCL step.
+struct AvclTerms {
+    /// `L_selfcl + lambda_cross·L_ins + λ_cgra·L_cgra`.
+    total: Var,
+    /// SelfCL InfoNCE between the views' fused embeddings.
+    selfcl: Var,
+    /// Cross-modal InfoNCE, the mean over both views.
+    ins: Var,
+    /// CGRA over both views' tokens (absent when its weight is 0).
+    cgra: Option<Var>,
+}
+
+/// Splits `z [2n, p]` (view 1 of `n` clips, then view 2) into the two views.
+fn split_views<B: Backend>(tape: &mut Tape<'_, B>, z: Var, n: usize) -> Result<(Var, Var)> {
+    let p = tape.shape(z)[1];
+    let z = reshape(tape, z, &[1, 2 * n, p])?;
+    let (first, second) = split_tokens(tape, z, n)?;
+    Ok((
+        reshape(tape, first, &[n, p])?,
+        reshape(tape, second, &[n, p])?,
+    ))
+}
+
+/// The AVCL objective (METHOD.md §4) of a batch of `n` clips whose model
+/// outputs `e` hold both views (`2n` rows, view 1 first): SelfCL is the
+/// symmetric InfoNCE between `z_f` of view 1 and view 2 (positives: the same
+/// clip); `L_ins` the cross-modal InfoNCE of `z_a` and `z_v` within each
+/// view, averaged over the views (a clip's audio is never contrasted with
+/// its own other view's video); CGRA is the mean over all `2n` clips' tokens.
+fn avcl_losses<B: Backend>(
+    tape: &mut Tape<'_, B>,
+    e: &Embeddings,
+    n: usize,
+    cfg: &AvclConfig,
+    lambda_cgra: f32,
+) -> Result<AvclTerms> {
+    let (zf1, zf2) = split_views(tape, e.z_f, n)?;
+    let selfcl = infonce(tape, zf1, zf2, cfg.selfcl_tau)?;
+    let (za1, za2) = split_views(tape, e.z_a, n)?;
+    let (zv1, zv2) = split_views(tape, e.z_v, n)?;
+    let ins1 = infonce(tape, za1, zv1, cfg.cross_tau)?;
+    let ins2 = infonce(tape, za2, zv2, cfg.cross_tau)?;
+    let both = add(tape, ins1, ins2)?;
+    let ins = scale(tape, both, 0.5)?;
+    let mut total = selfcl;
+    if cfg.lambda_cross > 0.0 {
+        let weighted = scale(tape, ins, cfg.lambda_cross)?;
+        total = add(tape, total, weighted)?;
+    }
+    let cgra = if lambda_cgra > 0.0 {
+        let l = cgra_loss(tape, e.tokens_a, e.tokens_v, cfg.cgra_tau)?;
+        let weighted = scale(tape, l, lambda_cgra)?;
+        total = add(tape, total, weighted)?;
+        Some(l)
+    } else {
+        None
+    };
+    Ok(AvclTerms {
+        total,
+        selfcl,
+        ins,
+        cgra,
+    })
 }

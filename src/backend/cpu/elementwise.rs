@@ -234,4 +234,13 @@ impl ElementwiseKernels for CpuBackend {
             g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
         }))
     }
+
+    fn sigmoid_fwd(&self, x: &Vec<f32>) -> Result<Vec<f32>> {
+        Ok(map1(x, |x| 1.0 / (1.0 + (-x).exp())))
+    }
+
+    fn sigmoid_bwd(&self, y: &Vec<f32>, grad_out: &Vec<f32>) -> Result<Vec<f32>> {
+        check_exact("sigmoid_bwd", "grad_out", grad_out, y.len())?;
+        Ok(map2(y, grad_out, |y, g| g * y * (1.0 - y)))
+    }
 }

@@ -1,5 +1,5 @@
-//! Elementwise ops: residual and bias adds, scaling, GELU, and the column
-//! sums their backward passes need.
+//! Elementwise ops: residual and bias adds, scaling, GELU, the logistic
+//! sigmoid, and the column sums their backward passes need.
 //!
 //! Matrices are `rows × d`, row-major: a tensor `[..., d]` viewed with every
 //! leading dim folded into the rows.
@@ -31,4 +31,11 @@ pub trait ElementwiseKernels: BackendCore {
     /// `grad_out · gelu'(x)`, with the exact derivative of the tanh
     /// approximation that [`ElementwiseKernels::gelu_fwd`] computes.
     fn gelu_bwd(&self, x: &Self::Buf, grad_out: &Self::Buf) -> Result<Self::Buf>;
+
+    /// The logistic sigmoid `σ(x) = 1 / (1 + e^(−x))`, elementwise (0 and 1
+    /// in the limits, never NaN for finite or infinite `x`).
+    fn sigmoid_fwd(&self, x: &Self::Buf) -> Result<Self::Buf>;
+
+    /// `grad_out · y·(1 − y)` from the forward's output `y = σ(x)`.
+    fn sigmoid_bwd(&self, y: &Self::Buf, grad_out: &Self::Buf) -> Result<Self::Buf>;
 }
