@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{AttentionCase, ClassAlignCase, GeluCase, GemmCase, InfoNceCase, LayerNormCase};
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 /// Prints the GFLOP/s of one run of `f` (the median of 3) next to criterion's time.
 fn print_gflops(name: &str, flops: f64, mut f: impl FnMut()) {
@@ -71,14 +71,20 @@ fn attention(c: &mut Criterion) {
     print_gflops("attention fwd B32 H8 S256 D64", case.fwd_flops(), || {
         case.fwd();
     });
-    print_gflops("attention fwd+bwd B32 H8 S256 D64", case.fwd_bwd_flops(), || {
-        case.fwd_bwd(|_, _| ())
-    });
+    print_gflops(
+        "attention fwd+bwd B32 H8 S256 D64",
+        case.fwd_bwd_flops(),
+        || case.fwd_bwd(case.grad_out.clone(), |_, _| ()),
+    );
     let tokens = (case.b * case.s) as u64;
     g.throughput(Throughput::Elements(tokens));
     g.bench_function("fwd_tokens/B32_H8_S256_D64", |b| b.iter(|| case.fwd()));
     g.bench_function("fwd_bwd_tokens/B32_H8_S256_D64", |b| {
-        b.iter(|| case.fwd_bwd(|o, _| o[0]))
+        b.iter_batched(
+            || case.grad_out.clone(),
+            |seed| case.fwd_bwd(seed, |o, _| o[0]),
+            BatchSize::LargeInput,
+        )
     });
     g.finish();
 }
@@ -90,13 +96,16 @@ fn class_align(c: &mut Criterion) {
     for (n, k, d) in [(64, 10, 128), (8192, 100, 256)] {
         let case = ClassAlignCase::new(n, k, d);
         case.check();
-        print_gflops(&format!("class_align fwd+bwd N{n} K{k} d{d}"), case.fwd_bwd_flops(), || {
-            case.fwd_bwd(|_, _, _| ())
-        });
+        print_gflops(
+            &format!("class_align fwd+bwd N{n} K{k} d{d}"),
+            case.fwd_bwd_flops(),
+            || case.fwd_bwd(|_, _, _| ()),
+        );
         g.throughput(Throughput::Elements(n as u64));
-        g.bench_function(BenchmarkId::new("fwd_bwd_rows", format!("N{n}_K{k}_d{d}")), |b| {
-            b.iter(|| case.fwd_bwd(|l, _, _| l))
-        });
+        g.bench_function(
+            BenchmarkId::new("fwd_bwd_rows", format!("N{n}_K{k}_d{d}")),
+            |b| b.iter(|| case.fwd_bwd(|l, _, _| l)),
+        );
     }
     g.finish();
 }
@@ -108,13 +117,21 @@ fn norm_gelu(c: &mut Criterion) {
     ln.check();
     g.throughput(Throughput::Bytes(ln.fwd_bwd_bytes()));
     g.bench_function("layer_norm_fwd_bwd_bytes/16384x256", |b| {
-        b.iter(|| ln.fwd_bwd(|v| v[0][0]))
+        b.iter_batched(
+            || ln.grad_out.clone(),
+            |seed| ln.fwd_bwd(seed, |v| v[0][0]),
+            BatchSize::LargeInput,
+        )
     });
     let ge = GeluCase::new(16384 * 256);
     ge.check();
     g.throughput(Throughput::Bytes(ge.fwd_bwd_bytes()));
     g.bench_function("gelu_fwd_bwd_bytes/4194304", |b| {
-        b.iter(|| ge.fwd_bwd(|y, _| y[0]))
+        b.iter_batched(
+            || ge.grad_out.clone(),
+            |seed| ge.fwd_bwd(seed, |y, _| y[0]),
+            BatchSize::LargeInput,
+        )
     });
     g.finish();
 }

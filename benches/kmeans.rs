@@ -22,10 +22,13 @@ fn kmeans(c: &mut Criterion) {
             case.flops() / t / 1e9,
             t
         );
-        g.sample_size(10).measurement_time(Duration::from_secs(secs));
+        g.sample_size(10)
+            .measurement_time(Duration::from_secs(secs));
         // Point-iterations per second.
         g.throughput(Throughput::Elements((n * iters) as u64));
-        g.bench_function(format!("N{n}_d{d}_K{k}_{iters}it"), |b| b.iter(|| case.run()));
+        g.bench_function(format!("N{n}_d{d}_K{k}_{iters}it"), |b| {
+            b.iter(|| case.run())
+        });
     }
     g.finish();
 }

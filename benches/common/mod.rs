@@ -9,8 +9,10 @@
 //! Every target that includes this module uses only part of it, so unused
 //! items are expected per target.
 #![allow(dead_code)]
+// The f64 references are written with the formulas' indices.
+#![allow(clippy::needless_range_loop)]
 
-use diccae_engine::autograd::{ParamStore, Tape};
+use diccae_engine::autograd::{ParamId, ParamStore, Tape};
 use diccae_engine::backend::cpu::CpuBackend;
 use diccae_engine::backend::{GemmSpec, MatmulKernels};
 use diccae_engine::config::Config;
@@ -36,6 +38,29 @@ use rayon::prelude::*;
 /// The backend every workload runs on.
 pub fn be() -> CpuBackend {
     CpuBackend::new()
+}
+
+/// Inputs held as parameters of a store, so a tape reads them in place (no
+/// per-call copy, as a framework's leaf tensors).
+pub struct Inputs {
+    pub store: ParamStore<CpuBackend>,
+    pub ids: Vec<ParamId>,
+}
+
+impl Inputs {
+    pub fn new(tensors: Vec<(&[usize], &[f32])>) -> Self {
+        let be = be();
+        let mut store = ParamStore::new(be.clone());
+        let ids = tensors
+            .into_iter()
+            .enumerate()
+            .map(|(i, (shape, data))| {
+                let t = Tensor::from_host(&be, shape, data).unwrap();
+                store.add(&format!("input{i}"), t, false).unwrap()
+            })
+            .collect();
+        Inputs { store, ids }
+    }
 }
 
 /// Panics with `what` when `r` is an error.
@@ -129,17 +154,22 @@ pub struct InfoNceCase {
     pub tau: f32,
     pub za: Vec<f32>,
     pub zv: Vec<f32>,
+    pub inputs: Inputs,
 }
 
 impl InfoNceCase {
     pub fn new(b: usize, d: usize) -> Self {
         let mut rng = seeded(0x1f0);
+        let za = unit_rows(&mut rng, b, d);
+        let zv = unit_rows(&mut rng, b, d);
+        let inputs = Inputs::new(vec![(&[b, d], &za), (&[b, d], &zv)]);
         InfoNceCase {
             b,
             d,
             tau: 0.07,
-            za: unit_rows(&mut rng, b, d),
-            zv: unit_rows(&mut rng, b, d),
+            za,
+            zv,
+            inputs,
         }
     }
 
@@ -156,11 +186,9 @@ impl InfoNceCase {
 
     /// The loss (forward only).
     pub fn fwd(&self) -> f32 {
-        let be = be();
-        let store = ParamStore::new(be.clone());
-        let mut tape = Tape::no_grad(&store);
-        let a = tape.constant(Tensor::from_host(&be, &[self.b, self.d], &self.za).unwrap());
-        let v = tape.constant(Tensor::from_host(&be, &[self.b, self.d], &self.zv).unwrap());
+        let mut tape = Tape::no_grad(&self.inputs.store);
+        let a = tape.param(self.inputs.ids[0]);
+        let v = tape.param(self.inputs.ids[1]);
         let loss = infonce(&mut tape, a, v, self.tau).unwrap();
         tape.value(loss).buf()[0]
     }
@@ -168,17 +196,15 @@ impl InfoNceCase {
     /// Forward and backward through the tape; `inspect` sees the loss and
     /// both gradients before they are freed (nothing is copied for timing).
     pub fn fwd_bwd<R>(&self, inspect: impl FnOnce(f32, &[f32], &[f32]) -> R) -> R {
-        let be = be();
-        let store = ParamStore::new(be.clone());
-        let mut tape = Tape::new(&store);
-        let a = tape.leaf(Tensor::from_host(&be, &[self.b, self.d], &self.za).unwrap());
-        let v = tape.leaf(Tensor::from_host(&be, &[self.b, self.d], &self.zv).unwrap());
+        let mut tape = Tape::new(&self.inputs.store);
+        let a = tape.param(self.inputs.ids[0]);
+        let v = tape.param(self.inputs.ids[1]);
         let loss = infonce(&mut tape, a, v, self.tau).unwrap();
         let g = tape.backward(loss).unwrap();
         inspect(
             tape.value(loss).buf()[0],
-            g.var(a).unwrap(),
-            g.var(v).unwrap(),
+            g.param(self.inputs.ids[0]).unwrap(),
+            g.param(self.inputs.ids[1]).unwrap(),
         )
     }
 
@@ -188,7 +214,11 @@ impl InfoNceCase {
     pub fn check(&self) {
         let (b, d, tau) = (self.b, self.d, self.tau);
         let (loss, dza, dzv) = self.fwd_bwd(|l, a, v| (l, a.to_vec(), v.to_vec()));
-        assert_eq!(loss, self.fwd(), "InfoNCE forward-only and forward+backward losses differ");
+        assert_eq!(
+            loss,
+            self.fwd(),
+            "InfoNCE forward-only and forward+backward losses differ"
+        );
         let be = be();
         let store = ParamStore::new(be.clone());
         let mut tape = Tape::new(&store);
@@ -208,8 +238,14 @@ impl InfoNceCase {
             (loss - naive).abs() <= 1e-5 * naive.abs().max(1.0),
             "benchmark output is wrong: {what}: fused loss {loss} vs composition {naive} (tolerance 1e-5 relative)"
         );
-        ok(close_scaled(&dza, g.var(a).unwrap(), 1e-3), &format!("{what} dza (1e-3 of max)"));
-        ok(close_scaled(&dzv, g.var(v).unwrap(), 1e-3), &format!("{what} dzv (1e-3 of max)"));
+        ok(
+            close_scaled(&dza, g.var(a).unwrap(), 1e-3),
+            &format!("{what} dza (1e-3 of max)"),
+        );
+        ok(
+            close_scaled(&dzv, g.var(v).unwrap(), 1e-3),
+            &format!("{what} dzv (1e-3 of max)"),
+        );
     }
 }
 
@@ -223,18 +259,22 @@ pub struct AttentionCase {
     pub dh: usize,
     pub qkv: Vec<f32>,
     pub grad_out: Vec<f32>,
+    pub inputs: Inputs,
 }
 
 impl AttentionCase {
     pub fn new(b: usize, h: usize, s: usize, dh: usize) -> Self {
         let mut rng = seeded(0xa77);
+        let qkv = normal_vec(&mut rng, b * s * 3 * h * dh, 1.0);
+        let inputs = Inputs::new(vec![(&[b, s, 3 * h * dh], &qkv)]);
         AttentionCase {
             b,
             h,
             s,
             dh,
-            qkv: normal_vec(&mut rng, b * s * 3 * h * dh, 1.0),
+            qkv,
             grad_out: uniform_vec(&mut rng, b * s * h * dh, -1.0, 1.0),
+            inputs,
         }
     }
 
@@ -249,30 +289,23 @@ impl AttentionCase {
         3.0 * self.fwd_flops()
     }
 
-    fn shape(&self) -> [usize; 3] {
-        [self.b, self.s, 3 * self.h * self.dh]
-    }
-
     /// The output `[B, S, H·D]`.
     pub fn fwd(&self) -> Vec<f32> {
-        let be = be();
-        let store = ParamStore::new(be.clone());
-        let mut tape = Tape::no_grad(&store);
-        let x = tape.constant(Tensor::from_host(&be, &self.shape(), &self.qkv).unwrap());
+        let mut tape = Tape::no_grad(&self.inputs.store);
+        let x = tape.param(self.inputs.ids[0]);
         let y = attention(&mut tape, x, self.h).unwrap();
-        tape.value(y).to_host(&be).unwrap()
+        tape.value(y).buf().clone()
     }
 
-    /// Forward and the backward of `Σ out·grad_out`; `inspect` sees the
-    /// output and the gradient with respect to `qkv`.
-    pub fn fwd_bwd<R>(&self, inspect: impl FnOnce(&[f32], &[f32]) -> R) -> R {
-        let be = be();
-        let store = ParamStore::new(be.clone());
-        let mut tape = Tape::new(&store);
-        let x = tape.leaf(Tensor::from_host(&be, &self.shape(), &self.qkv).unwrap());
+    /// Forward and the backward of `Σ out·seed` (`seed`: a copy of
+    /// `grad_out`, made by the caller outside any timing); `inspect` sees
+    /// the output and the gradient with respect to `qkv`.
+    pub fn fwd_bwd<R>(&self, seed: Vec<f32>, inspect: impl FnOnce(&[f32], &[f32]) -> R) -> R {
+        let mut tape = Tape::new(&self.inputs.store);
+        let x = tape.param(self.inputs.ids[0]);
         let y = attention(&mut tape, x, self.h).unwrap();
-        let g = tape.backward_with_seed(y, self.grad_out.clone()).unwrap();
-        inspect(tape.value(y).buf(), g.var(x).unwrap())
+        let g = tape.backward_with_seed(y, seed).unwrap();
+        inspect(tape.value(y).buf(), g.param(self.inputs.ids[0]).unwrap())
     }
 
     /// Part `part` (0 q, 1 k, 2 v) of packed rows (`parts = 3`) or plain
@@ -298,14 +331,22 @@ impl AttentionCase {
     pub fn check(&self) {
         let (b, s, h, dh) = (self.b, self.s, self.h, self.dh);
         let what = format!("attention B{b} H{h} S{s} D{dh}");
-        let (out, dqkv) = self.fwd_bwd(|o, g| (o.to_vec(), g.to_vec()));
-        assert_eq!(out, self.fwd(), "{what}: forward-only and forward+backward outputs differ");
+        let (out, dqkv) = self.fwd_bwd(self.grad_out.clone(), |o, g| (o.to_vec(), g.to_vec()));
+        assert_eq!(
+            out,
+            self.fwd(),
+            "{what}: forward-only and forward+backward outputs differ"
+        );
         let be = be();
         let store = ParamStore::new(be.clone());
         let mut tape = Tape::new(&store);
         let sc = 1.0 / (dh as f32).sqrt();
         let shape = [b * h, s, dh];
-        let q: Vec<f32> = self.to_heads(&self.qkv, 3, 0).iter().map(|v| v * sc).collect();
+        let q: Vec<f32> = self
+            .to_heads(&self.qkv, 3, 0)
+            .iter()
+            .map(|v| v * sc)
+            .collect();
         let q = tape.leaf(Tensor::from_host(&be, &shape, &q).unwrap());
         let k = tape.leaf(Tensor::from_host(&be, &shape, &self.to_heads(&self.qkv, 3, 1)).unwrap());
         let v = tape.leaf(Tensor::from_host(&be, &shape, &self.to_heads(&self.qkv, 3, 2)).unwrap());
@@ -376,9 +417,16 @@ impl ClassAlignCase {
         let labels = Tensor::from_host(&be, &[self.n], &self.labels).unwrap();
         let w = Tensor::from_host(&be, &[self.k, self.k], &self.weights).unwrap();
         let mut conf = Tensor::zeros(&be, &[self.k, self.k]).unwrap();
-        let loss =
-            class_align(&mut tape, z, &protos, &labels, Some(&w), self.tau, Some(&mut conf))
-                .unwrap();
+        let loss = class_align(
+            &mut tape,
+            z,
+            &protos,
+            &labels,
+            Some(&w),
+            self.tau,
+            Some(&mut conf),
+        )
+        .unwrap();
         let g = tape.backward(loss).unwrap();
         inspect(tape.value(loss).buf()[0], g.var(z).unwrap(), conf.buf())
     }
@@ -394,13 +442,21 @@ impl ClassAlignCase {
                 let a: Vec<f64> = (0..k)
                     .map(|l| {
                         (0..d)
-                            .map(|j| f64::from(self.z[i * d + j]) * f64::from(self.protos[l * d + j]))
+                            .map(|j| {
+                                f64::from(self.z[i * d + j]) * f64::from(self.protos[l * d + j])
+                            })
                             .sum::<f64>()
                             / tau
                     })
                     .collect();
                 let logw: Vec<f64> = (0..k)
-                    .map(|l| if l == y { 0.0 } else { f64::from(self.weights[y * k + l]).ln() })
+                    .map(|l| {
+                        if l == y {
+                            0.0
+                        } else {
+                            f64::from(self.weights[y * k + l]).ln()
+                        }
+                    })
                     .collect();
                 let wl: Vec<f64> = a.iter().zip(&logw).map(|(a, w)| a + w).collect();
                 let norm = lse(&wl);
@@ -417,7 +473,10 @@ impl ClassAlignCase {
             })
             .collect();
         let loss = rows.iter().map(|r| r.0).sum::<f64>() / n as f64;
-        let dz = rows.iter().flat_map(|r| r.1.iter().map(|&v| v as f32)).collect();
+        let dz = rows
+            .iter()
+            .flat_map(|r| r.1.iter().map(|&v| v as f32))
+            .collect();
         let mut conf = vec![0.0f64; k * k];
         for (i, r) in rows.iter().enumerate() {
             let y = self.labels[i] as usize;
@@ -438,8 +497,14 @@ impl ClassAlignCase {
             (f64::from(loss) - rl).abs() <= 1e-5 * rl.abs().max(1.0),
             "benchmark output is wrong: {what}: loss {loss} vs f64 {rl} (tolerance 1e-5 relative)"
         );
-        ok(close_scaled(&dz, &rdz, 1e-3), &format!("{what} dz (1e-3 of max)"));
-        ok(all_close(&conf, &rconf, 1e-4, 1e-3), &format!("{what} confusion (1e-4 rel + 1e-3)"));
+        ok(
+            close_scaled(&dz, &rdz, 1e-3),
+            &format!("{what} dz (1e-3 of max)"),
+        );
+        ok(
+            all_close(&conf, &rconf, 1e-4, 1e-3),
+            &format!("{what} confusion (1e-4 rel + 1e-3)"),
+        );
     }
 }
 
@@ -453,6 +518,7 @@ pub struct LayerNormCase {
     pub gamma: Vec<f32>,
     pub beta: Vec<f32>,
     pub grad_out: Vec<f32>,
+    pub inputs: Inputs,
 }
 
 impl LayerNormCase {
@@ -464,13 +530,17 @@ impl LayerNormCase {
             let off = (r % 7) as f32 - 3.0;
             row.iter_mut().for_each(|v| *v += off);
         }
+        let gamma = uniform_vec(&mut rng, d, 0.5, 1.5);
+        let beta = uniform_vec(&mut rng, d, -0.5, 0.5);
+        let inputs = Inputs::new(vec![(&[rows, d], &x), (&[d], &gamma), (&[d], &beta)]);
         LayerNormCase {
             rows,
             d,
             x,
-            gamma: uniform_vec(&mut rng, d, 0.5, 1.5),
-            beta: uniform_vec(&mut rng, d, -0.5, 0.5),
+            gamma,
+            beta,
             grad_out: uniform_vec(&mut rng, rows * d, -1.0, 1.0),
+            inputs,
         }
     }
 
@@ -480,21 +550,18 @@ impl LayerNormCase {
         (5 * self.rows * self.d * 4) as u64
     }
 
-    /// Forward and backward; `inspect` sees `[y, dx, dgamma, dbeta]`.
-    pub fn fwd_bwd<R>(&self, inspect: impl FnOnce([&[f32]; 4]) -> R) -> R {
-        let be = be();
-        let store = ParamStore::new(be.clone());
-        let mut tape = Tape::new(&store);
-        let x = tape.leaf(Tensor::from_host(&be, &[self.rows, self.d], &self.x).unwrap());
-        let g = tape.leaf(Tensor::from_host(&be, &[self.d], &self.gamma).unwrap());
-        let b = tape.leaf(Tensor::from_host(&be, &[self.d], &self.beta).unwrap());
+    /// Forward and the backward of `Σ y·seed` (`seed`: a copy of
+    /// `grad_out`); `inspect` sees `[y, dx, dgamma, dbeta]`.
+    pub fn fwd_bwd<R>(&self, seed: Vec<f32>, inspect: impl FnOnce([&[f32]; 4]) -> R) -> R {
+        let mut tape = Tape::new(&self.inputs.store);
+        let [x, g, b] = [0, 1, 2].map(|i| tape.param(self.inputs.ids[i]));
         let y = layer_norm(&mut tape, x, g, b, 1e-5).unwrap();
-        let gr = tape.backward_with_seed(y, self.grad_out.clone()).unwrap();
+        let gr = tape.backward_with_seed(y, seed).unwrap();
         inspect([
             tape.value(y).buf(),
-            gr.var(x).unwrap(),
-            gr.var(g).unwrap(),
-            gr.var(b).unwrap(),
+            gr.param(self.inputs.ids[0]).unwrap(),
+            gr.param(self.inputs.ids[1]).unwrap(),
+            gr.param(self.inputs.ids[2]).unwrap(),
         ])
     }
 
@@ -503,14 +570,20 @@ impl LayerNormCase {
     pub fn check(&self) {
         let (rows, d) = (self.rows, self.d);
         let what = format!("LayerNorm {rows}x{d}");
-        let got = self.fwd_bwd(|v| v.map(<[f32]>::to_vec));
+        let got = self.fwd_bwd(self.grad_out.clone(), |v| v.map(<[f32]>::to_vec));
         let mut y = vec![0.0f32; rows * d];
         let mut dx = vec![0.0f32; rows * d];
         let mut dg = vec![0.0f64; d];
         let mut db = vec![0.0f64; d];
         for r in 0..rows {
-            let xr: Vec<f64> = self.x[r * d..(r + 1) * d].iter().map(|&v| f64::from(v)).collect();
-            let gr: Vec<f64> = self.grad_out[r * d..(r + 1) * d].iter().map(|&v| f64::from(v)).collect();
+            let xr: Vec<f64> = self.x[r * d..(r + 1) * d]
+                .iter()
+                .map(|&v| f64::from(v))
+                .collect();
+            let gr: Vec<f64> = self.grad_out[r * d..(r + 1) * d]
+                .iter()
+                .map(|&v| f64::from(v))
+                .collect();
             let mean = xr.iter().sum::<f64>() / d as f64;
             let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / d as f64;
             let rstd = 1.0 / (var + 1e-5).sqrt();
@@ -532,7 +605,10 @@ impl LayerNormCase {
             ("dgamma", &got[2], f(dg)),
             ("dbeta", &got[3], f(db)),
         ] {
-            ok(close_scaled(g, &want, 1e-4), &format!("{what} {name} (1e-4 of max)"));
+            ok(
+                close_scaled(g, &want, 1e-4),
+                &format!("{what} {name} (1e-4 of max)"),
+            );
         }
     }
 }
@@ -541,14 +617,18 @@ impl LayerNormCase {
 pub struct GeluCase {
     pub x: Vec<f32>,
     pub grad_out: Vec<f32>,
+    pub inputs: Inputs,
 }
 
 impl GeluCase {
     pub fn new(n: usize) -> Self {
         let mut rng = seeded(0x9e1);
+        let x = normal_vec(&mut rng, n, 2.0);
+        let inputs = Inputs::new(vec![(&[n], &x)]);
         GeluCase {
-            x: normal_vec(&mut rng, n, 2.0),
+            x,
             grad_out: uniform_vec(&mut rng, n, -1.0, 1.0),
+            inputs,
         }
     }
 
@@ -557,20 +637,19 @@ impl GeluCase {
         (5 * self.x.len() * 4) as u64
     }
 
-    /// Forward and backward; `inspect` sees `y` and `dx`.
-    pub fn fwd_bwd<R>(&self, inspect: impl FnOnce(&[f32], &[f32]) -> R) -> R {
-        let be = be();
-        let store = ParamStore::new(be.clone());
-        let mut tape = Tape::new(&store);
-        let x = tape.leaf(Tensor::from_host(&be, &[self.x.len()], &self.x).unwrap());
+    /// Forward and the backward of `Σ y·seed` (`seed`: a copy of
+    /// `grad_out`); `inspect` sees `y` and `dx`.
+    pub fn fwd_bwd<R>(&self, seed: Vec<f32>, inspect: impl FnOnce(&[f32], &[f32]) -> R) -> R {
+        let mut tape = Tape::new(&self.inputs.store);
+        let x = tape.param(self.inputs.ids[0]);
         let y = gelu(&mut tape, x).unwrap();
-        let g = tape.backward_with_seed(y, self.grad_out.clone()).unwrap();
-        inspect(tape.value(y).buf(), g.var(x).unwrap())
+        let g = tape.backward_with_seed(y, seed).unwrap();
+        inspect(tape.value(y).buf(), g.param(self.inputs.ids[0]).unwrap())
     }
 
     /// Against the f64 tanh form and its derivative: 1e-4 relative + 1e-5.
     pub fn check(&self) {
-        let (y, dx) = self.fwd_bwd(|y, dx| (y.to_vec(), dx.to_vec()));
+        let (y, dx) = self.fwd_bwd(self.grad_out.clone(), |y, dx| (y.to_vec(), dx.to_vec()));
         let c = (2.0 / std::f64::consts::PI).sqrt();
         let (mut ry, mut rdx) = (Vec::new(), Vec::new());
         for (&x, &g) in self.x.iter().zip(&self.grad_out) {
@@ -582,7 +661,10 @@ impl GeluCase {
             rdx.push((f64::from(g) * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)) as f32);
         }
         ok(all_close(&y, &ry, 1e-4, 1e-5), "GELU y (1e-4 rel + 1e-5)");
-        ok(all_close(&dx, &rdx, 1e-4, 1e-5), "GELU dx (1e-4 rel + 1e-5)");
+        ok(
+            all_close(&dx, &rdx, 1e-4, 1e-5),
+            "GELU dx (1e-4 rel + 1e-5)",
+        );
     }
 }
 
@@ -688,7 +770,11 @@ impl KMeansCase {
         let init = self.init.to_host(&be).unwrap();
         let start: f64 = (0..n)
             .into_par_iter()
-            .map(|i| (0..k).map(|l| dist(i, &init, l)).fold(f64::INFINITY, f64::min))
+            .map(|i| {
+                (0..k)
+                    .map(|l| dist(i, &init, l))
+                    .fold(f64::INFINITY, f64::min)
+            })
             .sum();
         assert!(
             got < start,
@@ -763,7 +849,9 @@ impl LogMelCase {
         let mut rng = seeded(0x3e1);
         LogMelCase {
             lm: LogMel::new(n_mels).unwrap(),
-            clips: (0..n).map(|_| uniform_vec(&mut rng, samples, -0.8, 0.8)).collect(),
+            clips: (0..n)
+                .map(|_| uniform_vec(&mut rng, samples, -0.8, 0.8))
+                .collect(),
         }
     }
 
@@ -804,7 +892,9 @@ impl LogMelCase {
 fn dft_power(frame: &[f32]) -> Vec<f64> {
     let hann =
         |i: usize| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / WIN_LENGTH as f64).cos();
-    let x: Vec<f64> = (0..WIN_LENGTH).map(|i| f64::from(frame[i]) * hann(i)).collect();
+    let x: Vec<f64> = (0..WIN_LENGTH)
+        .map(|i| f64::from(frame[i]) * hann(i))
+        .collect();
     (0..=N_FFT / 2)
         .map(|k| {
             let (mut re, mut im) = (0.0, 0.0);
@@ -861,7 +951,9 @@ impl GatherCase {
         cfg.data.synthetic_test_per_class = 1;
         let ds = diccae_engine::train::features::synthetic(&cfg).unwrap();
         let mut rng = seeded(0x9a7);
-        let idx = (0..batch).map(|_| rng.random_range(0..ds.train.len())).collect();
+        let idx = (0..batch)
+            .map(|_| rng.random_range(0..ds.train.len()))
+            .collect();
         GatherCase {
             set: ds.train,
             frame_size: cfg.data.frame_size,
@@ -959,7 +1051,11 @@ impl StepCase {
         let d = &cfg.data;
         let mut rng = seeded(0x57e9);
         let audio = normal_vec(&mut rng, batch * d.n_mels * d.audio_frames, 1.0);
-        let video = normal_vec(&mut rng, batch * d.frames * 3 * d.frame_size * d.frame_size, 1.0);
+        let video = normal_vec(
+            &mut rng,
+            batch * d.frames * 3 * d.frame_size * d.frame_size,
+            1.0,
+        );
         let (k, p) = (d.synthetic_classes, cfg.model.proj_dim);
         let mut proto = || Tensor::from_host(&be, &[k, p], &unit_rows(&mut rng, k, p)).unwrap();
         let protos = [proto(), proto(), proto()];
@@ -1047,7 +1143,11 @@ impl StepCase {
     /// `p·(1 − lr·wd) − lr·ĝ/(|ĝ| + eps)` computed on the host from the
     /// clipped gradients (1e-6 absolute; the step is 1e-3).
     pub fn check(&mut self) {
-        assert_eq!(self.opt.step_count(), 0, "StepCase::check needs a fresh case");
+        assert_eq!(
+            self.opt.step_count(),
+            0,
+            "StepCase::check needs a fresh case"
+        );
         let be = be();
         let before: Vec<Vec<f32>> = self
             .store
@@ -1060,7 +1160,11 @@ impl StepCase {
         let (b, p) = (self.batch, self.cfg.model.proj_dim);
         let c = &self.cfg.diccae;
         let ins = infonce_f64(&za, &zv, b, p, f64::from(c.tau));
-        let protos: Vec<Vec<f32>> = self.protos.iter().map(|t| t.to_host(&be).unwrap()).collect();
+        let protos: Vec<Vec<f32>> = self
+            .protos
+            .iter()
+            .map(|t| t.to_host(&be).unwrap())
+            .collect();
         let labels = self.labels.to_host(&be).unwrap();
         let w = self.weights.to_host(&be).unwrap();
         let k = self.cfg.data.synthetic_classes;
