@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::device::Opened;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::train::summary::Summary;
@@ -127,8 +128,9 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 }
 
 /// Runs every variant for every seed and writes `ablation.md` and
-/// `ablation.json` into `plan.out`. Returns the Markdown table.
-pub fn ablate(plan: &AblationPlan<'_>) -> Result<String> {
+/// `ablation.json` into `plan.out`, every run on `backend`. Returns the
+/// Markdown table.
+pub fn ablate(plan: &AblationPlan<'_>, backend: &Opened) -> Result<String> {
     let mut runs: Vec<AblationRun> = Vec::new();
     let total = VARIANTS.len() as u64 * plan.seeds;
     let mut done = 0;
@@ -147,6 +149,7 @@ pub fn ablate(plan: &AblationPlan<'_>) -> Result<String> {
                     resume: false,
                     quiet: true,
                 },
+                backend,
             )?;
             done += 1;
             let run = AblationRun::from_summary(v.name, seed, &outcome.summary, false)?;
