@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The GPU tier: builds with the pinned pip nvcc (scripts/nvcc-venv.sh) and the
 # `cuda` feature, runs tests/gpu_kernels.rs (every CUDA kernel family against
-# the CPU backend), and prints a pass/skip/fail table. Without a usable GPU
-# every test prints why it skipped; the script fails only when a test fails.
+# the CPU backend, and 20 training steps on both backends with matching
+# losses), then the kernel benchmarks when benches/ exists (there are none
+# yet), and prints a pass/skip/fail table. Without a usable GPU every test
+# prints why it skipped; the script fails only when a test fails.
 #   scripts/gpu-check.sh [VENV_DIR]   (default: .venv-nvcc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,4 +28,11 @@ awk '
     name != "" && /FAILED$/ { result = "FAIL"; flush() }
     END { flush() }
 ' "$log"
+echo
+if compgen -G "benches/*.rs" > /dev/null; then
+    echo "kernel benchmarks (benches/):"
+    cargo bench --features cuda || status=1
+else
+    echo "kernel benchmarks: none (this checkout has no benches/ directory)"
+fi
 exit "$status"

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use diccae_engine::backend::cpu::CpuBackend;
-use diccae_engine::backend::device::{self, DEVICE_HELP, Device};
+use diccae_engine::backend::device::{self, DEVICE_HELP, Device, Opened};
 use diccae_engine::backend::{BackendCore, cuda_kernels};
 use diccae_engine::config::Config;
 use diccae_engine::train::ablate::{AblationPlan, ablate};
@@ -140,29 +140,30 @@ struct AblateArgs {
     device: Device,
 }
 
-/// Resolves `--device` and prints its notice, if any. The commands run on the
-/// CPU backend, the only device `device::resolve` returns while the CUDA
-/// backend cannot train.
-fn select_device(device: Device) -> diccae_engine::Result<()> {
+/// Resolves and opens `--device` and prints its notice, if any.
+fn select_device(device: Device) -> diccae_engine::Result<Opened> {
     let resolved = device::resolve(device)?;
     if let Some(notice) = resolved.notice {
         eprintln!("{notice}");
     }
-    Ok(())
+    Ok(resolved.backend)
 }
 
 fn run_ablate(args: AblateArgs) -> diccae_engine::Result<()> {
-    select_device(args.device)?;
-    let table = ablate(&AblationPlan {
-        preset: args.preset.as_deref(),
-        config_file: args.config.as_deref(),
-        overrides: &args.overrides,
-        seeds: args.seeds,
-        first_seed: args.first_seed,
-        out: args.out.clone(),
-        data: args.data,
-        variants: &args.variants,
-    })?;
+    let backend = select_device(args.device)?;
+    let table = ablate(
+        &AblationPlan {
+            preset: args.preset.as_deref(),
+            config_file: args.config.as_deref(),
+            overrides: &args.overrides,
+            seeds: args.seeds,
+            first_seed: args.first_seed,
+            out: args.out.clone(),
+            data: args.data,
+            variants: &args.variants,
+        },
+        &backend,
+    )?;
     println!("\n{table}");
     println!(
         "wrote {0}/ablation.md and {0}/ablation.json",
@@ -172,9 +173,15 @@ fn run_ablate(args: AblateArgs) -> diccae_engine::Result<()> {
 }
 
 fn run_eval(args: EvalArgs) -> diccae_engine::Result<()> {
-    select_device(args.device)?;
+    let backend = select_device(args.device)?;
     let out = args.out.unwrap_or_else(|| args.checkpoint.join("eval"));
-    let summary = evaluate_checkpoint(&args.checkpoint, args.data.as_deref(), &out, false)?;
+    let summary = evaluate_checkpoint(
+        &args.checkpoint,
+        args.data.as_deref(),
+        &out,
+        false,
+        &backend,
+    )?;
     println!("\n{}", summary.table());
     println!(
         "wrote {0}/summary.json, {0}/report.md and {0}/plots/",
@@ -222,7 +229,7 @@ fn run_train(args: TrainArgs) -> diccae_engine::Result<()> {
         print!("{}", cfg.to_toml()?);
         return Ok(());
     }
-    select_device(args.device)?;
+    let backend = select_device(args.device)?;
     let out = args.out.unwrap_or_else(|| default_run_dir(&cfg.preset));
     println!("run directory: {}", out.display());
     let outcome = train(
@@ -233,6 +240,7 @@ fn run_train(args: TrainArgs) -> diccae_engine::Result<()> {
             resume: args.resume,
             quiet: false,
         },
+        &backend,
     )?;
     println!("\n{}", outcome.summary.table());
     println!(

@@ -8,6 +8,7 @@ mod e2e_common;
 use std::path::Path;
 use std::process::Command;
 
+use diccae_engine::backend::device::Opened;
 use diccae_engine::train::trainer::{evaluate_checkpoint, train};
 use e2e_common::{build_manifest, fresh_dir, opts, small, summary};
 use serde_json::Value;
@@ -42,7 +43,7 @@ fn assert_avcl_terms(out: &Path, epochs: usize) {
 fn avcl_on_built_in_data_writes_every_output() {
     let out = fresh_dir("avcl-builtin");
     let cfg = small(&["method=avcl", "train.epochs=3"]);
-    train(&cfg, &opts(&out, None)).unwrap();
+    train(&cfg, &opts(&out, None), &Opened::cpu()).unwrap();
     for f in [
         "config.toml",
         "metrics.jsonl",
@@ -81,7 +82,7 @@ fn avcl_on_built_in_data_writes_every_output() {
     assert!(report.contains("Method **avcl**"), "{report}");
 
     // `eval` rebuilds the gated model from the stored configuration.
-    let again = evaluate_checkpoint(&out, None, &out.join("eval"), true).unwrap();
+    let again = evaluate_checkpoint(&out, None, &out.join("eval"), true, &Opened::cpu()).unwrap();
     assert_eq!(again.method, "avcl");
     let fused = s["linear_probe"]["fused"]["top1"].as_f64().unwrap();
     assert!((again.fused_top1().unwrap() - fused).abs() < 1e-9);
@@ -93,7 +94,12 @@ fn avcl_on_a_manifest_of_real_files() {
     let root = fresh_dir("avcl-manifest");
     let manifest = build_manifest(&root.join("data"), 24);
     let out = root.join("run");
-    train(&small(&["method=avcl"]), &opts(&out, Some(manifest))).unwrap();
+    train(
+        &small(&["method=avcl"]),
+        &opts(&out, Some(manifest)),
+        &Opened::cpu(),
+    )
+    .unwrap();
     let s = summary(&out);
     assert_eq!(s["method"], "avcl");
     assert_eq!(s["skipped_clips"], 1);
@@ -108,8 +114,8 @@ fn an_interrupted_avcl_run_resumes_to_the_same_result() {
     let full = fresh_dir("avcl-full");
     let cut = fresh_dir("avcl-cut");
     let cfg = small(&["method=avcl", "train.epochs=3"]);
-    train(&cfg, &opts(&full, None)).unwrap();
-    train(&cfg, &opts(&cut, None)).unwrap();
+    train(&cfg, &opts(&full, None), &Opened::cpu()).unwrap();
+    train(&cfg, &opts(&cut, None), &Opened::cpu()).unwrap();
     // Make `cut` look killed after epoch 2: its latest checkpoint is epoch 2.
     let ckpts = cut.join("checkpoints");
     std::fs::remove_dir_all(ckpts.join("epoch-0003")).unwrap();

@@ -5,6 +5,7 @@ use std::process::Command;
 
 mod e2e_common;
 
+use diccae_engine::backend::device::Opened;
 use diccae_engine::train::ablate::{AblationPlan, ablate};
 use diccae_engine::train::trainer::{evaluate_checkpoint, train};
 use e2e_common::{build_manifest, fresh_dir, opts, small, summary};
@@ -19,7 +20,7 @@ fn built_in_data_run_writes_every_output() {
         "diccae.min_size_entropy=0",
         "train.epochs=3",
     ]);
-    train(&cfg, &opts(&out, None)).unwrap();
+    train(&cfg, &opts(&out, None), &Opened::cpu()).unwrap();
     for f in [
         "config.toml",
         "metrics.jsonl",
@@ -65,7 +66,7 @@ fn built_in_data_run_writes_every_output() {
     assert!(report.contains("linear probe") && report.contains("plots/losses.png"));
 
     // `eval` on the run directory reproduces the final evaluation.
-    let again = evaluate_checkpoint(&out, None, &out.join("eval"), true).unwrap();
+    let again = evaluate_checkpoint(&out, None, &out.join("eval"), true, &Opened::cpu()).unwrap();
     let fused = s
         .pointer("/linear_probe/fused/top1")
         .and_then(|v| v.as_f64())
@@ -96,16 +97,19 @@ fn ablate_writes_one_table_over_variants() {
         .unwrap(),
     )
     .unwrap();
-    let table = ablate(&AblationPlan {
-        preset: None,
-        config_file: Some(&cfg_path),
-        overrides: &overrides,
-        seeds: 1,
-        first_seed: 0,
-        out: out.clone(),
-        data: None,
-        variants: &[],
-    })
+    let table = ablate(
+        &AblationPlan {
+            preset: None,
+            config_file: Some(&cfg_path),
+            overrides: &overrides,
+            seeds: 1,
+            first_seed: 0,
+            out: out.clone(),
+            data: None,
+            variants: &[],
+        },
+        &Opened::cpu(),
+    )
     .unwrap();
     for name in [
         "random_init",
@@ -130,7 +134,7 @@ fn manifest_of_real_files_trains_and_skips_a_corrupt_clip() {
     let root = fresh_dir("manifest");
     let manifest = build_manifest(&root.join("data"), 24);
     let out = root.join("run");
-    train(&small(&[]), &opts(&out, Some(manifest))).unwrap();
+    train(&small(&[]), &opts(&out, Some(manifest)), &Opened::cpu()).unwrap();
     let s = summary(&out);
     assert_eq!(s["skipped_clips"], 1);
     assert_eq!(s["train_clips"], 18);
@@ -154,16 +158,20 @@ fn bad_inputs_give_clear_errors() {
     // Empty manifest.
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("manifest.jsonl"), "").unwrap();
-    let err = train(&small(&[]), &opts(&root.join("run1"), Some(root.clone())))
-        .unwrap_err()
-        .to_string();
+    let err = train(
+        &small(&[]),
+        &opts(&root.join("run1"), Some(root.clone())),
+        &Opened::cpu(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("manifest.jsonl"), "{err}");
     // A missing frame: the clip is skipped and named.
     let data = root.join("data");
     let manifest = build_manifest(&data, 12);
     std::fs::remove_file(data.join("clips/g1_1.png")).unwrap();
     let out = root.join("run2");
-    train(&small(&[]), &opts(&out, Some(manifest))).unwrap();
+    train(&small(&[]), &opts(&out, Some(manifest)), &Opened::cpu()).unwrap();
     let skipped = std::fs::read_to_string(out.join("skipped.txt")).unwrap();
     assert!(
         skipped.contains("clip1") && skipped.contains("g1_1.png"),
@@ -178,6 +186,7 @@ fn a_diverging_run_stops_without_a_poisoned_checkpoint() {
     let err = train(
         &small(&["train.lr=1e30", "train.warmup_epochs=0", "train.epochs=3"]),
         &opts(&out, None),
+        &Opened::cpu(),
     )
     .unwrap_err()
     .to_string();

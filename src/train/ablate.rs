@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::device::Opened;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::train::summary::Summary;
@@ -158,8 +159,9 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 }
 
 /// Runs every variant for every seed and writes `ablation.md` and
-/// `ablation.json` into `plan.out`. Returns the Markdown table.
-pub fn ablate(plan: &AblationPlan<'_>) -> Result<String> {
+/// `ablation.json` into `plan.out`, every run on `backend`. Returns the
+/// Markdown table.
+pub fn ablate(plan: &AblationPlan<'_>, backend: &Opened) -> Result<String> {
     let variants = select_variants(plan.variants)?;
     let mut runs: Vec<AblationRun> = Vec::new();
     let total = variants.len() as u64 * plan.seeds;
@@ -179,6 +181,7 @@ pub fn ablate(plan: &AblationPlan<'_>) -> Result<String> {
                     resume: false,
                     quiet: true,
                 },
+                backend,
             )?;
             done += 1;
             let run = AblationRun::from_summary(v.name, seed, &outcome.summary, false)?;

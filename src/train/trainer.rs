@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::autograd::{ParamStore, Tape, Var};
 use crate::backend::Backend;
-use crate::backend::cpu::CpuBackend;
+use crate::backend::device::{OnBackend, Opened};
 use crate::checkpoint::{self, Checkpoint, HostTensor};
 use crate::config::{AvclConfig, ClusterSpace, Config, Method};
 use crate::confusion::ramp;
@@ -160,9 +160,21 @@ fn scalar<B: Backend>(be: &B, t: &Tensor<B>) -> Result<f64> {
     ))
 }
 
-/// Trains and evaluates as `cfg` says; see [`TrainOptions`].
-pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainOutcome> {
-    train_on(CpuBackend::new(), cfg, opts)
+/// Trains and evaluates as `cfg` says on `backend` (from
+/// [`crate::backend::device::resolve`], or [`Opened::cpu`]); see
+/// [`TrainOptions`]. The whole training step, clustering included, runs on
+/// the backend; only logged scalars, the gradient norm, the batch's
+/// embeddings for the prototype EMA, checkpoints and the evaluation's
+/// embeddings come back to the host.
+pub fn train(cfg: &Config, opts: &TrainOptions, backend: &Opened) -> Result<TrainOutcome> {
+    struct Job<'a>(&'a Config, &'a TrainOptions);
+    impl OnBackend for Job<'_> {
+        type Output = TrainOutcome;
+        fn run<B: Backend>(self, backend: B) -> Result<TrainOutcome> {
+            train_on(backend, self.0, self.1)
+        }
+    }
+    backend.run(Job(cfg, opts))
 }
 
 fn say(opts: &TrainOptions, line: impl AsRef<str>) {
@@ -674,8 +686,36 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
 /// Evaluates a saved checkpoint: `path` is a run directory, its
 /// `checkpoints/` directory, or one checkpoint's directory. The data is
 /// `data` (a manifest) or the built-in dataset of the stored configuration;
-/// results go to `out` like a training run's.
+/// results go to `out` like a training run's. The encoder runs on `backend`.
 pub fn evaluate_checkpoint(
+    path: &Path,
+    data: Option<&Path>,
+    out: &Path,
+    quiet: bool,
+    backend: &Opened,
+) -> Result<Summary> {
+    struct Job<'a> {
+        path: &'a Path,
+        data: Option<&'a Path>,
+        out: &'a Path,
+        quiet: bool,
+    }
+    impl OnBackend for Job<'_> {
+        type Output = Summary;
+        fn run<B: Backend>(self, backend: B) -> Result<Summary> {
+            evaluate_checkpoint_on(backend, self.path, self.data, self.out, self.quiet)
+        }
+    }
+    backend.run(Job {
+        path,
+        data,
+        out,
+        quiet,
+    })
+}
+
+fn evaluate_checkpoint_on<B: Backend>(
+    backend: B,
     path: &Path,
     data: Option<&Path>,
     out: &Path,
@@ -707,8 +747,7 @@ pub fn evaluate_checkpoint(
     })?;
     let dataset = features::load(&cfg, data)?;
     report_dataset(&opts, out, &dataset)?;
-    let backend = CpuBackend::new();
-    let mut store = ParamStore::new(backend.clone());
+    let mut store = ParamStore::new(backend);
     let model = AvModel::for_config(&mut store, &cfg)?;
     say(
         &opts,
@@ -737,7 +776,7 @@ pub fn evaluate_checkpoint(
         &dataset,
         eval,
         random_init,
-        clusters.as_ref().map(ClusterState::<CpuBackend>::export),
+        clusters.as_ref().map(ClusterState::<B>::export),
         &state.history,
         started.elapsed().as_secs_f64(),
         store.numel(),

@@ -1,6 +1,6 @@
 //! The CUDA backend (feature `cuda`): buffers are `CudaSlice<f32>` resident
 //! on one GPU, kernels are the fatbins build.rs compiled from `kernels/*.cu`,
-//! matrix products and a few vector primitives go through cuBLAS.
+//! matrix products go through cuBLAS.
 //!
 //! Every library (the driver, cuBLAS) is loaded at run time, so a `cuda`
 //! build runs on a machine without CUDA as long as nobody asks for a GPU;
@@ -10,20 +10,24 @@
 //!
 //! All work goes to the context's default stream, in order; the only host
 //! synchronisations are downloads, the scalar of `sum_squares` and the
-//! status words kernels raise on invalid labels or weights.
+//! status words kernels raise on invalid labels, targets or weights.
 //!
-//! Wired so far: [`BackendCore`], [`crate::backend::MatmulKernels`],
-//! [`crate::backend::InfoNceKernels`], [`crate::backend::ClassAlignKernels`],
-//! [`crate::backend::KMeansKernels`] and [`crate::backend::AttentionKernels`].
-//! The families in [`UNWIRED_FAMILIES`] have no kernels yet, so
-//! `CudaBackend` does not implement [`crate::backend::Backend`].
+//! Every kernel family of [`crate::backend::Backend`] is wired (one file per
+//! family), so `CudaBackend` is a complete backend.
 
 mod attention;
+mod cgra;
 mod class_align;
+mod cross_entropy;
+mod elementwise;
 mod infonce;
 mod kmeans;
 mod matmul;
+mod norm;
+mod optim;
 mod reduce;
+mod softmax;
+mod tokens;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,24 +35,12 @@ use std::sync::{Arc, Mutex};
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::sys::{CUdevice_attribute, CUfunction_attribute};
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DevicePtrMut,
-    LaunchConfig,
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
 };
 
 use crate::backend::BackendCore;
 use crate::backend::cuda_kernels::{KERNELS_BUILT, kernel_fatbin, missing_kernels_hint};
 use crate::error::{Error, Result};
-
-/// Kernel families of [`crate::backend::Backend`] that the CUDA backend does
-/// not implement yet (their kernels are still being written).
-pub const UNWIRED_FAMILIES: &[&str] = &[
-    "elementwise",
-    "norm",
-    "tokens",
-    "softmax",
-    "cross_entropy",
-    "optim",
-];
 
 /// Dynamic shared memory a kernel may use without opting in.
 const DEFAULT_DYNAMIC_SMEM: usize = 48 * 1024;
@@ -178,6 +170,16 @@ impl CudaBackend {
                 functions: Mutex::new(HashMap::new()),
             }),
         })
+    }
+
+    /// Loads the module of every kernel file built into this binary, so a
+    /// driver that cannot load them fails here, before a command starts,
+    /// rather than at a kernel's first launch.
+    pub fn load_kernels(&self) -> Result<()> {
+        for (stem, _) in crate::backend::cuda_kernels::kernel_fatbins() {
+            self.module(stem)?;
+        }
+        Ok(())
     }
 
     /// The device's name and compute capability, e.g. `cuda:0 (NVIDIA H100, sm_90)`.
@@ -361,12 +363,47 @@ pub(crate) fn int(op: &'static str, what: &str, v: usize) -> Result<i32> {
     })
 }
 
-/// A cuBLAS status as a result.
-fn blas_status(what: &str, s: cudarc::cublas::sys::cublasStatus_t) -> Result<()> {
-    if s == cudarc::cublas::sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
-        Ok(())
+/// Fails unless `buf` holds exactly `need` elements (as the CPU backend's
+/// elementwise and normalisation kernels require).
+pub(crate) fn check_exact<T>(
+    op: &'static str,
+    what: &str,
+    buf: &CudaSlice<T>,
+    need: usize,
+) -> Result<()> {
+    if buf.len() != need {
+        return Err(Error::shape(
+            op,
+            format!("{what} holds {} elements, expected {need}", buf.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Threads per block of every kernel launched by the families wired here.
+pub(crate) const BLOCK: u32 = 256;
+
+/// Blocks of [`BLOCK`] threads for a grid-stride ("flat") kernel over `n`
+/// elements: one element per thread up to 65 535 blocks, then the loop.
+pub(crate) fn flat_grid(n: usize) -> (usize, usize, usize) {
+    (n.div_ceil(BLOCK as usize).clamp(1, 65_535), 1, 1)
+}
+
+/// Blocks for a "row-warp" kernel: one warp per row, 8 rows per block.
+pub(crate) fn row_warp_grid(rows: usize) -> (usize, usize, usize) {
+    (rows.div_ceil(8).max(1), 1, 1)
+}
+
+/// Row chunks of the column-sum kernels (`sum_rows_f32`,
+/// `layer_norm_bwd_params_f32`): one chunk up to 256 rows, otherwise at most
+/// 1024 chunks of at least 64 rows (so the grid's y extent stays small and
+/// the second pass is one launch). Depends only on `rows`, so results are
+/// reproducible.
+pub(crate) fn rows_per_split(rows: usize) -> usize {
+    if rows <= 256 {
+        rows.max(1)
     } else {
-        Err(fail(format!("{what}: cuBLAS {s:?}")))
+        rows.div_ceil(1024).max(64)
     }
 }
 
@@ -406,22 +443,22 @@ impl BackendCore for CudaBackend {
     }
 
     fn fill(&self, buf: &mut CudaSlice<f32>, value: f32) -> Result<()> {
+        const K: &str = "fill_f32";
         if buf.is_empty() {
             return Ok(());
         }
-        let stream = self.stream();
-        let n = buf.len();
-        let (ptr, _sync) = buf.device_ptr_mut(stream);
-        // SAFETY: `ptr` addresses `n` f32 (32-bit) words of a live
-        // allocation, written on our stream.
-        unsafe {
-            cudarc::driver::sys::cuMemsetD32Async(ptr, value.to_bits(), n, stream.cu_stream())
-        }
-        .result()
-        .map_err(driver_err("fill"))
+        let n = int(K, "length", buf.len())?;
+        let f = self.function("core", K)?;
+        let cfg = self.config(&f, K, flat_grid(buf.len()), BLOCK, 0)?;
+        let mut l = self.stream().launch_builder(&f);
+        l.arg(&n).arg(&value).arg(buf);
+        // SAFETY: the kernel writes buf[0..n) with n = buf.len().
+        unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+        Ok(())
     }
 
     fn axpy(&self, alpha: f32, x: &CudaSlice<f32>, y: &mut CudaSlice<f32>) -> Result<()> {
+        const K: &str = "axpy_f32";
         if x.len() != y.len() {
             return Err(Error::shape(
                 "axpy",
@@ -431,70 +468,58 @@ impl BackendCore for CudaBackend {
         if y.is_empty() {
             return Ok(());
         }
-        let stream = self.stream();
-        let n = y.len() as i64;
-        let (xp, _sx) = x.device_ptr(stream);
-        let (yp, _sy) = y.device_ptr_mut(stream);
-        // SAFETY: x and y hold n f32 each (checked above); the handle is
-        // bound to our stream and alpha is read from the host.
-        let s = unsafe {
-            cudarc::cublas::sys::cublasSaxpy_v2_64(
-                *self.blas().handle(),
-                n,
-                &alpha,
-                xp as *const f32,
-                1,
-                yp as *mut f32,
-                1,
-            )
-        };
-        blas_status("axpy", s)
+        let n = int(K, "length", y.len())?;
+        let f = self.function("core", K)?;
+        let cfg = self.config(&f, K, flat_grid(y.len()), BLOCK, 0)?;
+        let mut l = self.stream().launch_builder(&f);
+        l.arg(&alpha).arg(x).arg(&n).arg(y);
+        // SAFETY: x and y hold n floats each (checked above).
+        unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+        Ok(())
     }
 
     fn scale(&self, alpha: f32, x: &mut CudaSlice<f32>) -> Result<()> {
+        const K: &str = "scale_f32";
         if x.is_empty() {
             return Ok(());
         }
-        let stream = self.stream();
-        let n = x.len() as i64;
-        let (xp, _sx) = x.device_ptr_mut(stream);
-        // SAFETY: x holds n f32; alpha is read from the host.
-        let s = unsafe {
-            cudarc::cublas::sys::cublasSscal_v2_64(
-                *self.blas().handle(),
-                n,
-                &alpha,
-                xp as *mut f32,
-                1,
-            )
-        };
-        blas_status("scale", s)
+        let n = int(K, "length", x.len())?;
+        let f = self.function("core", K)?;
+        let cfg = self.config(&f, K, flat_grid(x.len()), BLOCK, 0)?;
+        let mut l = self.stream().launch_builder(&f);
+        l.arg(&alpha).arg(&n).arg(x);
+        // SAFETY: the kernel scales x[0..n) with n = x.len().
+        unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+        Ok(())
     }
 
     fn sum_squares(&self, x: &CudaSlice<f32>) -> Result<f64> {
+        const K1: &str = "sum_squares_partial_f32";
+        const K2: &str = "sum_squares_final_f32";
         if x.is_empty() {
             return Ok(0.0);
         }
-        let stream = self.stream();
-        let n = x.len() as i64;
-        let (xp, _sx) = x.device_ptr(stream);
-        let mut norm = 0.0f32;
-        // SAFETY: x holds n f32; the result is written to a host f32 (the
-        // handle's default host pointer mode), after which cuBLAS has
-        // synchronised with the stream.
-        let s = unsafe {
-            cudarc::cublas::sys::cublasSnrm2_v2_64(
-                *self.blas().handle(),
-                n,
-                xp as *const f32,
-                1,
-                &mut norm,
-            )
-        };
-        blas_status("sum_squares", s)?;
-        // nrm2 accumulates in f32 with scaling (not in f64 as the CPU
-        // backend does), so the square of a norm whose square would
-        // overflow f32 is still right in f64; relative error ~1e-7·√n.
-        Ok(f64::from(norm) * f64::from(norm))
+        let n = int(K1, "length", x.len())?;
+        // G blocks of partials (1 ≤ G ≤ 1024), each an (hi, lo) f32 pair.
+        let g = x.len().div_ceil(2048).clamp(1, 1024);
+        let mut partials = self.zeros(2 * g)?;
+        let mut out = self.zeros(2)?;
+        let f = self.function("reduce", K1)?;
+        let cfg = self.config(&f, K1, (g, 1, 1), BLOCK, 0)?;
+        let mut l = self.stream().launch_builder(&f);
+        l.arg(x).arg(&n).arg(&mut partials);
+        // SAFETY: x holds n floats; partials holds the 2·G floats the G
+        // blocks write.
+        unsafe { l.launch(cfg) }.map_err(driver_err(K1))?;
+        let count = g as i32;
+        let f = self.function("reduce", K2)?;
+        let cfg = self.config(&f, K2, (1, 1, 1), BLOCK, 0)?;
+        let mut l = self.stream().launch_builder(&f);
+        l.arg(&partials).arg(&count).arg(&mut out);
+        // SAFETY: partials holds 2·count floats, out 2.
+        unsafe { l.launch(cfg) }.map_err(driver_err(K2))?;
+        let host = self.download(&out)?;
+        // The kernels sum in f64 and return it as an f32 pair (hi + lo).
+        Ok(f64::from(host[0]) + f64::from(host[1]))
     }
 }
