@@ -13,7 +13,7 @@ use super::infonce::exp_fast;
 use super::{CpuBackend, check_len, gemm_serial};
 use crate::backend::GemmSpec;
 use crate::backend::kernels::cgra::{CgraGrads, CgraKernels, CgraSaved, CgraSpec};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// `Σ x_k·y_k`.
 fn dot(x: &[f32], y: &[f32]) -> f32 {
@@ -280,31 +280,7 @@ fn inputs<'a>(
     ha: &'a [f32],
     hv: &'a [f32],
 ) -> Result<(&'a [f32], &'a [f32])> {
-    if spec.batch == 0 || spec.ta == 0 || spec.tv == 0 || spec.dim == 0 {
-        return Err(Error::invalid(
-            op,
-            format!(
-                "empty sizes: B {}, Ta {}, Tv {}, d {}",
-                spec.batch, spec.ta, spec.tv, spec.dim
-            ),
-        ));
-    }
-    if !(spec.tau > 0.0 && spec.tau.is_finite()) {
-        return Err(Error::invalid(
-            op,
-            format!("temperature {} is not positive and finite", spec.tau),
-        ));
-    }
-    if !(spec.eps > 0.0 && spec.eps.is_finite()) {
-        return Err(Error::invalid(
-            op,
-            format!("eps {} is not positive and finite", spec.eps),
-        ));
-    }
-    let (na, nv) = (
-        spec.batch * spec.ta * spec.dim,
-        spec.batch * spec.tv * spec.dim,
-    );
+    let (na, nv) = spec.validate(op)?;
     check_len(op, "ha", ha, na)?;
     check_len(op, "hv", hv, nv)?;
     Ok((&ha[..na], &hv[..nv]))

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use super::{CpuBackend, check_len, gemm_serial};
 use crate::backend::GemmSpec;
 use crate::backend::kernels::infonce::{InfoNceGrads, InfoNceKernels, InfoNceLse, InfoNceSpec};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Rows of a tile: the embeddings a task owns.
 const TILE_OWN: usize = 128;
@@ -354,16 +354,7 @@ fn inputs<'a>(
     za: &'a [f32],
     zv: &'a [f32],
 ) -> Result<(&'a [f32], &'a [f32])> {
-    if spec.batch == 0 {
-        return Err(Error::invalid(op, "batch of 0 pairs"));
-    }
-    if !(spec.tau > 0.0 && spec.tau.is_finite()) {
-        return Err(Error::invalid(
-            op,
-            format!("temperature {} is not positive and finite", spec.tau),
-        ));
-    }
-    let n = spec.batch * spec.dim;
+    let n = spec.validate(op)?;
     check_len(op, "za", za, n)?;
     check_len(op, "zv", zv, n)?;
     Ok((&za[..n], &zv[..n]))

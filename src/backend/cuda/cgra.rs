@@ -9,7 +9,7 @@ use cudarc::driver::{CudaSlice, PushKernelArg};
 use super::{BLOCK, CudaBackend, check_len, driver_err, int};
 use crate::backend::BackendCore;
 use crate::backend::kernels::cgra::{CgraGrads, CgraKernels, CgraSaved, CgraSpec};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The kernels' scalar arguments of a spec.
 #[derive(Clone, Copy)]
@@ -29,31 +29,7 @@ fn inputs(
     ha: &CudaSlice<f32>,
     hv: &CudaSlice<f32>,
 ) -> Result<Args> {
-    if spec.batch == 0 || spec.ta == 0 || spec.tv == 0 || spec.dim == 0 {
-        return Err(Error::invalid(
-            op,
-            format!(
-                "empty sizes: B {}, Ta {}, Tv {}, d {}",
-                spec.batch, spec.ta, spec.tv, spec.dim
-            ),
-        ));
-    }
-    if !(spec.tau > 0.0 && spec.tau.is_finite()) {
-        return Err(Error::invalid(
-            op,
-            format!("temperature {} is not positive and finite", spec.tau),
-        ));
-    }
-    if !(spec.eps > 0.0 && spec.eps.is_finite()) {
-        return Err(Error::invalid(
-            op,
-            format!("eps {} is not positive and finite", spec.eps),
-        ));
-    }
-    let (na, nv) = (
-        spec.batch * spec.ta * spec.dim,
-        spec.batch * spec.tv * spec.dim,
-    );
+    let (na, nv) = spec.validate(op)?;
     check_len(op, "ha", ha, na)?;
     check_len(op, "hv", hv, nv)?;
     int(op, "B·Ta·d", na)?;

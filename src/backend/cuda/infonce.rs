@@ -7,7 +7,7 @@ use cudarc::driver::{CudaSlice, PushKernelArg};
 use super::{CudaBackend, check_len, driver_err, int};
 use crate::backend::BackendCore;
 use crate::backend::kernels::infonce::{InfoNceGrads, InfoNceKernels, InfoNceLse, InfoNceSpec};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Checks the spec and the inputs' lengths; returns `(B, d, 1/τ)` as kernel arguments.
 fn inputs(
@@ -16,16 +16,7 @@ fn inputs(
     za: &CudaSlice<f32>,
     zv: &CudaSlice<f32>,
 ) -> Result<(i32, i32, f32)> {
-    if spec.batch == 0 {
-        return Err(Error::invalid(op, "batch of 0 pairs"));
-    }
-    if !(spec.tau > 0.0 && spec.tau.is_finite()) {
-        return Err(Error::invalid(
-            op,
-            format!("temperature {} is not positive and finite", spec.tau),
-        ));
-    }
-    let n = spec.batch * spec.dim;
+    let n = spec.validate(op)?;
     check_len(op, "za", za, n)?;
     check_len(op, "zv", zv, n)?;
     int(op, "B·d", n)?;

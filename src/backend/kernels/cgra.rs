@@ -19,7 +19,7 @@
 //! `Ã` or `Ṽ`, only `S` (a tile at a time, or per clip) and these weights.
 
 use crate::backend::BackendCore;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// The `ε` of the token and pooled-vector normalisations (as in
 /// [`crate::ops::norm::l2_normalize`]).
@@ -40,6 +40,38 @@ pub struct CgraSpec {
     pub tau: f32,
     /// Normalisation floor `ε > 0` (see [`CGRA_EPS`]).
     pub eps: f32,
+}
+
+impl CgraSpec {
+    /// Checks the sizes and constants (every backend does, before anything
+    /// else) and returns the input lengths `(B·Ta·d, B·Tv·d)`.
+    pub fn validate(&self, op: &'static str) -> Result<(usize, usize)> {
+        if self.batch == 0 || self.ta == 0 || self.tv == 0 || self.dim == 0 {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "empty sizes: B {}, Ta {}, Tv {}, d {}",
+                    self.batch, self.ta, self.tv, self.dim
+                ),
+            ));
+        }
+        if !(self.tau > 0.0 && self.tau.is_finite()) {
+            return Err(Error::invalid(
+                op,
+                format!("temperature {} is not positive and finite", self.tau),
+            ));
+        }
+        if !(self.eps > 0.0 && self.eps.is_finite()) {
+            return Err(Error::invalid(
+                op,
+                format!("eps {} is not positive and finite", self.eps),
+            ));
+        }
+        Ok((
+            self.batch * self.ta * self.dim,
+            self.batch * self.tv * self.dim,
+        ))
+    }
 }
 
 /// What the forward saves for the backward (all per clip, row-major).

@@ -2,7 +2,7 @@
 //! paired embeddings without ever storing the `B×B` logit matrix.
 
 use crate::backend::BackendCore;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Sizes and temperature of one InfoNCE evaluation.
 ///
@@ -16,6 +16,23 @@ pub struct InfoNceSpec {
     pub dim: usize,
     /// Temperature `τ > 0`; logits are `za_i·zv_j / τ`.
     pub tau: f32,
+}
+
+impl InfoNceSpec {
+    /// Checks the batch and temperature (every backend does, before anything
+    /// else) and returns the input length `B·d`.
+    pub fn validate(&self, op: &'static str) -> Result<usize> {
+        if self.batch == 0 {
+            return Err(Error::invalid(op, "batch of 0 pairs"));
+        }
+        if !(self.tau > 0.0 && self.tau.is_finite()) {
+            return Err(Error::invalid(
+                op,
+                format!("temperature {} is not positive and finite", self.tau),
+            ));
+        }
+        Ok(self.batch * self.dim)
+    }
 }
 
 /// What the forward saves for the backward: the log-sum-exp of every row
