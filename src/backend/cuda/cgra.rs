@@ -180,13 +180,9 @@ impl CgraKernels for CudaBackend {
         const OP: &str = "cgra backward";
         let a = inputs(OP, spec, ha, hv)?;
         let (b, ta, tv, d) = (spec.batch, spec.ta, spec.tv, spec.dim);
-        check_len(OP, "saved ‖A‖²", &saved.sq_norm_a, b * ta)?;
-        check_len(OP, "saved ‖V‖²", &saved.sq_norm_v, b * tv)?;
-        check_len(OP, "saved row LSE", &saved.row_lse, b * ta)?;
-        check_len(OP, "saved column LSE", &saved.col_lse, b * tv)?;
-        check_len(OP, "saved audio weights", &saved.weight_a, b * ta)?;
-        check_len(OP, "saved video weights", &saved.weight_v, b * tv)?;
-        check_len(OP, "saved pooled vectors", &saved.pooled, b * 4 * d)?;
+        for (what, buf, need) in saved.expected_lengths(spec) {
+            check_len(OP, what, buf, need)?;
+        }
         check_len(OP, "loss gradient", grad_loss, 1)?;
         if let Some(g) = grads.dha.as_deref() {
             check_len(OP, "dha", g, b * ta * d)?;

@@ -94,6 +94,23 @@ pub struct CgraSaved<Buf> {
     pub pooled: Buf,
 }
 
+impl<Buf> CgraSaved<Buf> {
+    /// Each saved buffer with its name and the length `spec` requires, for
+    /// the backends' checks before a backward.
+    pub fn expected_lengths(&self, spec: &CgraSpec) -> [(&'static str, &Buf, usize); 7] {
+        let (b, ta, tv, d) = (spec.batch, spec.ta, spec.tv, spec.dim);
+        [
+            ("saved ‖A‖²", &self.sq_norm_a, b * ta),
+            ("saved ‖V‖²", &self.sq_norm_v, b * tv),
+            ("saved row LSE", &self.row_lse, b * ta),
+            ("saved column LSE", &self.col_lse, b * tv),
+            ("saved audio weights", &self.weight_a, b * ta),
+            ("saved video weights", &self.weight_v, b * tv),
+            ("saved pooled vectors", &self.pooled, b * 4 * d),
+        ]
+    }
+}
+
 /// Gradient buffers the backward adds into (`None`: not wanted).
 pub struct CgraGrads<'a, Buf> {
     /// Gradient of `H_a`, `B·Ta·d` values.
