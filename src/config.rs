@@ -403,11 +403,26 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Parses a complete configuration (e.g. the one a checkpoint stored).
+    /// Parses a stored configuration (e.g. the one a checkpoint holds). A key
+    /// the text lacks (a knob added after the run was saved) takes its
+    /// preset's default; an unknown key is an error.
     pub fn from_toml(text: &str) -> Result<Config> {
-        let cfg: Config = toml::from_str(text).map_err(|e| {
+        let stored = text.parse::<toml::Table>().map_err(|e| {
             Error::invalid("config", format!("stored configuration: {}", e.message()))
         })?;
+        let name = stored
+            .get("preset")
+            .and_then(|v| v.as_str())
+            .unwrap_or("tiny")
+            .to_string();
+        let mut merged = toml::Table::try_from(Config::preset(&name)?)
+            .map_err(|e| Error::invalid("config", format!("cannot encode preset: {e}")))?;
+        merge(&mut merged, stored);
+        let cfg: Config = toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                Error::invalid("config", format!("stored configuration: {}", e.message()))
+            })?;
         cfg.validate()?;
         Ok(cfg)
     }

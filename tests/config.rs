@@ -93,3 +93,21 @@ fn cluster_space_is_a_named_choice() {
         "{err}"
     );
 }
+
+#[test]
+fn stored_configs_missing_a_newer_knob_take_its_default() {
+    let base = Config::resolve(Some("base"), None, &["diccae.lambda_cls=0.25".into()]).unwrap();
+    let text = base.to_toml().unwrap();
+    let without: String = text
+        .lines()
+        .filter(|l| !l.starts_with("confident_fraction"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(without, text, "the knob was in the stored text");
+    let parsed = Config::from_toml(&without).unwrap();
+    assert_eq!(parsed, base, "the base preset's default fills the gap");
+
+    let unknown = format!("{text}\n[extra]\nknob = 1\n");
+    let err = Config::from_toml(&unknown).unwrap_err().to_string();
+    assert!(err.contains("extra"), "{err}");
+}
