@@ -43,7 +43,9 @@ enum Command {
         long_about = "Evaluate a saved checkpoint: linear probes, kNN, retrieval and confusion diagnostics, \
         next to the same architecture at random initialisation.\n\n\
         The configuration stored in the checkpoint is used. Without --data the built-in dataset of that \
-        configuration is evaluated.\n\nExample:\n  diccae-engine eval --checkpoint runs/tiny-20261122-064000"
+        configuration is evaluated; --set changes only what leaves the trained model as it is (eval.*, \
+        data.synthetic_test_per_class).\n\nExamples:\n  diccae-engine eval --checkpoint runs/tiny-20261122-064000\n  \
+        diccae-engine eval --checkpoint runs/tiny-20261122-064000 --set data.synthetic_test_per_class=400 --out runs/eval400"
     )]
     Eval(EvalArgs),
     /// Pretrain with terms of the objective removed, and AVCL, over several seeds, and tabulate the results.
@@ -103,6 +105,10 @@ struct EvalArgs {
     /// Where summary.json, report.md and plots/ go [default: <checkpoint>/eval].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Evaluation-side override of the stored configuration (repeatable): eval.* or
+    /// data.synthetic_test_per_class, e.g. --set data.synthetic_test_per_class=400.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
     /// Device: cpu, cuda, cuda:N or auto (see --help).
     #[arg(long, value_name = "DEVICE", default_value = "cpu", long_help = DEVICE_HELP)]
     device: Device,
@@ -178,6 +184,7 @@ fn run_eval(args: EvalArgs) -> diccae_engine::Result<()> {
     let summary = evaluate_checkpoint(
         &args.checkpoint,
         args.data.as_deref(),
+        &args.overrides,
         &out,
         false,
         &backend,

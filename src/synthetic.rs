@@ -43,13 +43,13 @@ pub struct SyntheticConfig {
 }
 
 impl Default for SyntheticConfig {
-    /// 10 classes (5 pairs), 120 training and 40 test clips each, 1 s clips at
+    /// 10 classes (5 pairs), 120 training and 200 test clips each, 1 s clips at
     /// 16 kHz with 4 frames of 32×32: the `tiny` preset's data.
     fn default() -> Self {
         SyntheticConfig {
             n_classes: 10,
             train_per_class: 120,
-            test_per_class: 40,
+            test_per_class: 200,
             duration_s: 1.0,
             sample_rate: 16_000,
             frames: 4,

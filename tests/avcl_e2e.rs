@@ -82,7 +82,8 @@ fn avcl_on_built_in_data_writes_every_output() {
     assert!(report.contains("Method **avcl**"), "{report}");
 
     // `eval` rebuilds the gated model from the stored configuration.
-    let again = evaluate_checkpoint(&out, None, &out.join("eval"), true, &Opened::cpu()).unwrap();
+    let again =
+        evaluate_checkpoint(&out, None, &[], &out.join("eval"), true, &Opened::cpu()).unwrap();
     assert_eq!(again.method, "avcl");
     let fused = s["linear_probe"]["fused"]["top1"].as_f64().unwrap();
     assert!((again.fused_top1().unwrap() - fused).abs() < 1e-9);

@@ -66,7 +66,8 @@ fn built_in_data_run_writes_every_output() {
     assert!(report.contains("linear probe") && report.contains("plots/losses.png"));
 
     // `eval` on the run directory reproduces the final evaluation.
-    let again = evaluate_checkpoint(&out, None, &out.join("eval"), true, &Opened::cpu()).unwrap();
+    let again =
+        evaluate_checkpoint(&out, None, &[], &out.join("eval"), true, &Opened::cpu()).unwrap();
     let fused = s
         .pointer("/linear_probe/fused/top1")
         .and_then(|v| v.as_f64())
@@ -77,6 +78,21 @@ fn built_in_data_run_writes_every_output() {
         again.fused_top1()
     );
     assert!(out.join("eval/summary.json").exists());
+
+    // An evaluation-side override: a larger test split of the same data.
+    let set = ["data.synthetic_test_per_class=6".to_string()];
+    let larger =
+        evaluate_checkpoint(&out, None, &set, &out.join("eval6"), true, &Opened::cpu()).unwrap();
+    let test_clips = summary(&out.join("eval6"))["test_clips"].as_u64();
+    assert_eq!(test_clips, Some(6 * 4), "4 classes × 6 clips");
+    assert!(larger.fused_top1().is_some());
+    // A key that would change the model is refused, naming the key.
+    let set = ["model.dim=32".to_string()];
+    let err = match evaluate_checkpoint(&out, None, &set, &out.join("bad"), true, &Opened::cpu()) {
+        Ok(_) => panic!("model.dim cannot change at evaluation"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("model.dim"), "{err}");
     let _ = std::fs::remove_dir_all(&out);
 }
 

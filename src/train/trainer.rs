@@ -690,37 +690,38 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
 pub fn evaluate_checkpoint(
     path: &Path,
     data: Option<&Path>,
+    overrides: &[String],
     out: &Path,
     quiet: bool,
     backend: &Opened,
 ) -> Result<Summary> {
-    struct Job<'a> {
-        path: &'a Path,
-        data: Option<&'a Path>,
-        out: &'a Path,
-        quiet: bool,
-    }
-    impl OnBackend for Job<'_> {
-        type Output = Summary;
-        fn run<B: Backend>(self, backend: B) -> Result<Summary> {
-            evaluate_checkpoint_on(backend, self.path, self.data, self.out, self.quiet)
-        }
-    }
-    backend.run(Job {
+    backend.run(EvalJob {
         path,
         data,
+        overrides,
         out,
         quiet,
     })
 }
 
-fn evaluate_checkpoint_on<B: Backend>(
-    backend: B,
-    path: &Path,
-    data: Option<&Path>,
-    out: &Path,
+/// The arguments of [`evaluate_checkpoint`], run on the opened backend.
+struct EvalJob<'a> {
+    path: &'a Path,
+    data: Option<&'a Path>,
+    overrides: &'a [String],
+    out: &'a Path,
     quiet: bool,
-) -> Result<Summary> {
+}
+
+impl OnBackend for EvalJob<'_> {
+    type Output = Summary;
+    fn run<B: Backend>(self, backend: B) -> Result<Summary> {
+        evaluate_checkpoint_on(backend, &self)
+    }
+}
+
+fn evaluate_checkpoint_on<B: Backend>(backend: B, job: &EvalJob<'_>) -> Result<Summary> {
+    let (path, data, out) = (job.path, job.data, job.out);
     let started = Instant::now();
     let dir = if path.join("checkpoints").is_dir() {
         path.join("checkpoints")
@@ -734,12 +735,13 @@ fn evaluate_checkpoint_on<B: Backend>(
             dir.display()
         ))
     })?;
-    let cfg = Config::from_toml(text)?;
+    let stored = Config::from_toml(text)?;
+    let cfg = stored.with_eval_overrides(job.overrides)?;
     let opts = TrainOptions {
         out: out.to_path_buf(),
         data: data.map(Path::to_path_buf),
         resume: false,
-        quiet,
+        quiet: job.quiet,
     };
     std::fs::create_dir_all(out).map_err(|e| Error::Io {
         path: out.display().to_string(),
@@ -760,7 +762,7 @@ fn evaluate_checkpoint_on<B: Backend>(
         &mut store,
         &mut AdamW::new(AdamWConfig::default()),
         &mut clusters,
-        &cfg,
+        &stored,
     )?;
     say(
         &opts,
