@@ -108,8 +108,14 @@ pub struct DiccaeConfig {
     pub recluster_every: usize,
     /// Epochs over which λ_cls, λ_conf and β ramp from 0 to their values.
     pub ramp_epochs: usize,
-    /// Clusters (0 = the number of classes when known).
+    /// Clusters K; 0 = `clusters_per_class` × the number of classes (which
+    /// then must be known: unlabelled data needs an explicit K).
     pub clusters: usize,
+    /// With `clusters = 0`, clusters per class: above 1 the clips are
+    /// over-clustered (as XDC and SeLaVi do), so two confusable classes are
+    /// less often merged into one pseudo-class.
+    #[serde(default = "one")]
+    pub clusters_per_class: f32,
     /// Lloyd iterations per clustering.
     pub kmeans_iters: usize,
     /// EMA momentum of the prototypes.
@@ -131,7 +137,13 @@ pub struct DiccaeConfig {
     /// Fraction of each cluster (its clips with the largest assignment
     /// margin) whose pseudo-labels L_cls and L_conf train on and the
     /// prototypes follow; 1 trains on every clip.
+    #[serde(default = "one")]
     pub confident_fraction: f32,
+}
+
+/// The value of a knob in configurations stored before it existed.
+fn one() -> f32 {
+    1.0
 }
 
 /// Which embeddings the pseudo-labels come from.
@@ -292,12 +304,13 @@ impl Config {
             diccae: DiccaeConfig {
                 tau: 0.07,
                 tau_c: 0.1,
-                lambda_cls: 0.5,
-                lambda_conf: 0.5,
+                lambda_cls: 1.0,
+                lambda_conf: 1.0,
                 warmup_epochs: 5,
                 recluster_every: 3,
                 ramp_epochs: 5,
                 clusters: 0,
+                clusters_per_class: 2.0,
                 kmeans_iters: 20,
                 proto_momentum: 0.9,
                 w_momentum: 0.9,
@@ -404,26 +417,14 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Parses a stored configuration (e.g. the one a checkpoint holds). A key
-    /// the text lacks (a knob added after the run was saved) takes its
-    /// preset's default; an unknown key is an error.
+    /// Parses a stored configuration (e.g. the one a checkpoint holds). A knob
+    /// added after the run was saved takes the value that reproduces what
+    /// runs did before it existed (its `serde` default); an unknown key is an
+    /// error.
     pub fn from_toml(text: &str) -> Result<Config> {
-        let stored = text.parse::<toml::Table>().map_err(|e| {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
             Error::invalid("config", format!("stored configuration: {}", e.message()))
         })?;
-        let name = stored
-            .get("preset")
-            .and_then(|v| v.as_str())
-            .unwrap_or("tiny")
-            .to_string();
-        let mut merged = toml::Table::try_from(Config::preset(&name)?)
-            .map_err(|e| Error::invalid("config", format!("cannot encode preset: {e}")))?;
-        merge(&mut merged, stored);
-        let cfg: Config = toml::Value::Table(merged)
-            .try_into()
-            .map_err(|e: toml::de::Error| {
-                Error::invalid("config", format!("stored configuration: {}", e.message()))
-            })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -454,6 +455,23 @@ impl Config {
             })?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The number of clusters K for data with `classes` known classes (0 when
+    /// unlabelled): `diccae.clusters`, else `clusters_per_class × classes`
+    /// (at least 2). Errors when K cannot follow unknown classes.
+    pub fn cluster_count(&self, classes: usize) -> Result<usize> {
+        let c = &self.diccae;
+        if c.clusters > 0 {
+            return Ok(c.clusters);
+        }
+        if classes == 0 {
+            return Err(Error::invalid(
+                "config",
+                "the data has no labels, so the number of clusters cannot follow the number of classes: set diccae.clusters (e.g. --set diccae.clusters=50)",
+            ));
+        }
+        Ok(((c.clusters_per_class * classes as f32).round() as usize).max(2))
     }
 
     /// Checks the relations between knobs.
@@ -501,6 +519,12 @@ impl Config {
             return bad(format!(
                 "diccae.tau = {} and diccae.tau_c = {} must be positive",
                 c.tau, c.tau_c
+            ));
+        }
+        if !(c.clusters_per_class > 0.0 && c.clusters_per_class.is_finite()) {
+            return bad(format!(
+                "diccae.clusters_per_class = {} must be positive",
+                c.clusters_per_class
             ));
         }
         if c.recluster_every == 0 {

@@ -95,19 +95,44 @@ fn cluster_space_is_a_named_choice() {
 }
 
 #[test]
-fn stored_configs_missing_a_newer_knob_take_its_default() {
+fn stored_configs_missing_a_newer_knob_behave_as_before_it() {
     let base = Config::resolve(Some("base"), None, &["diccae.lambda_cls=0.25".into()]).unwrap();
     let text = base.to_toml().unwrap();
+    // Runs saved before these knobs existed trained every clip on K = classes.
     let without: String = text
         .lines()
-        .filter(|l| !l.starts_with("confident_fraction"))
+        .filter(|l| !l.starts_with("confident_fraction") && !l.starts_with("clusters_per_class"))
         .map(|l| format!("{l}\n"))
         .collect();
-    assert_ne!(without, text, "the knob was in the stored text");
+    assert_ne!(without, text, "the knobs were in the stored text");
     let parsed = Config::from_toml(&without).unwrap();
-    assert_eq!(parsed, base, "the base preset's default fills the gap");
+    assert_eq!(parsed.diccae.confident_fraction, 1.0);
+    assert_eq!(parsed.diccae.clusters_per_class, 1.0);
+    assert_eq!(parsed.diccae.lambda_cls, 0.25);
+    assert_eq!(
+        Config::from_toml(&text).unwrap(),
+        base,
+        "a complete text round-trips"
+    );
 
     let unknown = format!("{text}\n[extra]\nknob = 1\n");
     let err = Config::from_toml(&unknown).unwrap_err().to_string();
     assert!(err.contains("extra"), "{err}");
+}
+
+#[test]
+fn cluster_count_follows_the_classes_or_the_explicit_knob() {
+    let per =
+        |f: &str| Config::resolve(None, None, &[format!("diccae.clusters_per_class={f}")]).unwrap();
+    assert_eq!(per("1").cluster_count(10).unwrap(), 10);
+    assert_eq!(per("2").cluster_count(10).unwrap(), 20);
+    assert_eq!(per("1.5").cluster_count(3).unwrap(), 5, "rounded");
+    assert_eq!(per("0.1").cluster_count(4).unwrap(), 2, "at least 2");
+    let err = per("2").cluster_count(0).unwrap_err().to_string();
+    assert!(err.contains("diccae.clusters"), "{err}");
+    let fixed = Config::resolve(None, None, &["diccae.clusters=7".into()]).unwrap();
+    assert_eq!(fixed.cluster_count(0).unwrap(), 7);
+    assert_eq!(fixed.cluster_count(10).unwrap(), 7);
+    let bad = Config::resolve(None, None, &["diccae.clusters_per_class=0".into()]);
+    assert!(bad.unwrap_err().to_string().contains("clusters_per_class"));
 }

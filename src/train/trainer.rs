@@ -266,14 +266,14 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
         total,
     };
     let c = &cfg.diccae;
-    let k = if c.clusters > 0 {
-        c.clusters
-    } else {
-        dataset.classes.len().max(2)
-    };
     let avcl = cfg.method == Method::Avcl;
     let views = if avcl { 2 } else { 1 };
     let wants_clusters = !avcl && (c.lambda_cls > 0.0 || c.lambda_conf > 0.0);
+    let k = if wants_clusters {
+        cfg.cluster_count(dataset.classes.len())?
+    } else {
+        0
+    };
     let chance = (batch as f64).ln();
 
     let mut consecutive_bad = 0usize;
