@@ -408,10 +408,15 @@ impl Config {
         let mut merged = toml::Table::try_from(&base)
             .map_err(|e| Error::invalid("config", format!("cannot encode preset: {e}")))?;
         merge(&mut merged, user);
-        let cfg: Config = toml::Value::Table(merged)
+        Config::from_table(merged, &format!("in {origin}"))
+    }
+
+    /// Deserialises a complete table and checks it; errors start with `context`.
+    fn from_table(table: toml::Table, context: &str) -> Result<Config> {
+        let cfg: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| {
-                Error::invalid("config", format!("in {origin}: {}", e.message()))
+                Error::invalid("config", format!("{context}: {}", e.message()))
             })?;
         cfg.validate()?;
         Ok(cfg)
@@ -448,13 +453,7 @@ impl Config {
             }
             apply_override(&mut table, o)?;
         }
-        let cfg: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| {
-                Error::invalid("config", format!("eval --set: {}", e.message()))
-            })?;
-        cfg.validate()?;
-        Ok(cfg)
+        Config::from_table(table, "eval --set")
     }
 
     /// The number of clusters K for data with `classes` known classes (0 when
