@@ -2,7 +2,9 @@
 //! brute force.
 
 use diccae_engine::eval::assignment::{max_score_assignment, min_cost_assignment};
-use diccae_engine::eval::metrics::{ari, hungarian_accuracy, nmi, recall_at_k, top_k_accuracy};
+use diccae_engine::eval::metrics::{
+    ari, hungarian_accuracy, nmi, purity, recall_at_k, top_k_accuracy,
+};
 use diccae_engine::gradcheck::test_seed;
 use diccae_engine::rng::{seeded, uniform_vec};
 
@@ -93,4 +95,39 @@ fn top_k_and_recall() {
     assert!((recall_at_k(&sim, 3, 1) - 2.0 / 3.0).abs() < 1e-12);
     assert!((recall_at_k(&sim, 3, 2) - 1.0).abs() < 1e-12);
     assert!((recall_at_k(&sim, 3, 3) - 1.0).abs() < 1e-12);
+}
+
+#[test]
+fn purity_is_many_to_one_and_not_capped_by_overclustering() {
+    let truth = [0, 0, 0, 0, 1, 1, 1, 1];
+    // Four pure clusters for two classes: purity 1, Hungarian accuracy 1/2.
+    let over = [0, 0, 1, 1, 2, 2, 3, 3];
+    assert!((purity(&over, &truth) - 1.0).abs() < 1e-12);
+    assert!((hungarian_accuracy(&over, &truth) - 0.5).abs() < 1e-12);
+    // One cluster for everything: the majority class, 1/2.
+    assert!((purity(&[0; 8], &truth) - 0.5).abs() < 1e-12);
+    // Clusters {0, 0, 0, 1} and {0, 1, 1, 1}: (3 + 3) / 8.
+    let mixed = [0, 0, 0, 1, 1, 1, 1, 0];
+    assert!((purity(&mixed, &truth) - 6.0 / 8.0).abs() < 1e-12);
+    // Against a brute-force majority count on random labelings.
+    let mut rng = seeded(test_seed());
+    for _ in 0..20 {
+        let u = uniform_vec(&mut rng, 60, 0.0, 1.0);
+        let pred: Vec<usize> = u[..30].iter().map(|v| (v * 7.0) as usize).collect();
+        let truth: Vec<usize> = u[30..].iter().map(|v| (v * 3.0) as usize).collect();
+        let mut hits = 0;
+        for c in 0..7 {
+            let best = (0..3)
+                .map(|k| {
+                    pred.iter()
+                        .zip(&truth)
+                        .filter(|&(&p, &t)| p == c && t == k)
+                        .count()
+                })
+                .max()
+                .unwrap();
+            hits += best;
+        }
+        assert!((purity(&pred, &truth) - hits as f64 / 30.0).abs() < 1e-12);
+    }
 }

@@ -92,6 +92,22 @@ pub fn hungarian_accuracy(pred: &[usize], truth: &[usize]) -> f64 {
     matched / pred.len() as f64
 }
 
+/// Purity (many-to-one accuracy): each predicted cluster takes its most
+/// frequent true label. Unlike [`hungarian_accuracy`] it is not capped at
+/// `classes / K` when there are more clusters than classes.
+pub fn purity(pred: &[usize], truth: &[usize]) -> f64 {
+    assert_eq!(pred.len(), truth.len(), "labelings differ in length");
+    if pred.is_empty() {
+        return 1.0;
+    }
+    let (t, _, _) = contingency(pred, truth);
+    let majority: f64 = t
+        .iter()
+        .map(|row| row.iter().copied().fold(0.0, f64::max))
+        .sum();
+    majority / pred.len() as f64
+}
+
 /// Fraction of rows whose true label is among the `k` highest scores
 /// (`scores` is `n × classes`, row-major).
 pub fn top_k_accuracy(scores: &[f32], classes: usize, truth: &[usize], k: usize) -> f64 {

@@ -13,7 +13,7 @@ use crate::backend::Backend;
 use crate::confusion::update_weights;
 use crate::error::{Error, Result};
 use crate::eval::assignment::max_score_assignment;
-use crate::eval::metrics::{ari, hungarian_accuracy, nmi};
+use crate::eval::metrics::{ari, hungarian_accuracy, nmi, purity};
 use crate::kmeans::{KMeansConfig, kmeans};
 use crate::tensor::Tensor;
 
@@ -36,8 +36,12 @@ pub struct ClusterRound {
     pub nmi: Option<f64>,
     /// ARI against the true labels.
     pub ari: Option<f64>,
-    /// Accuracy after the best cluster-to-class matching.
+    /// Accuracy after the best one-to-one cluster-to-class matching (at most
+    /// `classes / K` of the clips can match when K exceeds the classes).
     pub accuracy: Option<f64>,
+    /// Purity: accuracy when each cluster takes its most frequent class.
+    #[serde(default)]
+    pub purity: Option<f64>,
     /// Fraction of clips whose pseudo-label the cluster terms train on
     /// (the most confident of each cluster; see [`confident_members`]).
     #[serde(default)]
@@ -262,6 +266,7 @@ impl<B: Backend> ClusterState<B> {
             nmi: truth.map(|t| nmi(&labels, t)),
             ari: truth.map(|t| ari(&labels, t)),
             accuracy: truth.map(|t| hungarian_accuracy(&labels, t)),
+            purity: truth.map(|t| purity(&labels, t)),
             confident_fraction: Some(kept.len() as f64 / n as f64),
             confident_accuracy,
         };

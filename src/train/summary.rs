@@ -9,8 +9,11 @@
 //!   (null without labels);
 //! - `random_init`: the same evaluation of the untrained encoder;
 //! - `retrieval.{audio_to_video,video_to_audio}.{r1,r5,r10}`;
-//! - `clustering.{epochs,nmi,ari,accuracy,size_entropy,stability}`: one value
-//!   per clustering round (`nmi`/`ari`/`accuracy` against the true labels);
+//! - `clustering.{epochs,nmi,ari,accuracy,purity,size_entropy,stability}`: one
+//!   value per clustering round (`nmi`/`ari`/`accuracy`/`purity` against the
+//!   true labels; `accuracy` matches clusters to classes one-to-one, so with
+//!   K = 2 × classes at most about half the clips can match, while `purity`
+//!   gives each cluster its majority class);
 //!   `clustering.terms_from_epoch`: the first epoch the cluster terms trained
 //!   (earlier rounds only observed);
 //! - `kmeans_nmi`: NMI of k-means (K = classes) on the test split's fused
@@ -42,8 +45,11 @@ pub struct ClusteringSummary {
     pub nmi: Vec<f64>,
     /// ARI against the true labels.
     pub ari: Vec<f64>,
-    /// Hungarian accuracy against the true labels.
+    /// Hungarian (one-to-one) accuracy against the true labels.
     pub accuracy: Vec<f64>,
+    /// Purity (each cluster's majority class) against the true labels.
+    #[serde(default)]
+    pub purity: Vec<f64>,
     /// Normalised cluster-size entropy.
     pub size_entropy: Vec<f64>,
     /// Fraction of unchanged pseudo-labels (rounds after the first).
@@ -128,6 +134,9 @@ impl Summary {
                     clustering.nmi.push(n);
                     clustering.ari.push(a);
                     clustering.accuracy.push(h);
+                }
+                if let Some(p) = r.purity {
+                    clustering.purity.push(p);
                 }
                 if let Some(st) = r.stability {
                     clustering.stability.push(st);
@@ -331,6 +340,10 @@ pub fn write_outputs(out: &Path, s: &Summary, history: &[EpochRecord]) -> Result
                     points: rounds(&s.clustering.accuracy),
                 },
                 Series {
+                    name: "purity",
+                    points: rounds(&s.clustering.purity),
+                },
+                Series {
                     name: "size entropy",
                     points: rounds(&s.clustering.size_entropy),
                 },
@@ -439,7 +452,7 @@ fn render_report(s: &Summary) -> String {
     if !s.clustering.epochs.is_empty() {
         let _ = writeln!(
             r,
-            "## Clustering rounds\n\nRounds before the cluster terms start only observe: their pseudo-labels train nothing.\n\n| epoch | cluster terms | NMI | ARI | Hungarian acc. | size entropy |\n|---|---|---|---|---|---|"
+            "## Clustering rounds\n\nRounds before the cluster terms start only observe: their pseudo-labels train nothing.\n\n| epoch | cluster terms | NMI | ARI | Hungarian acc. | purity | size entropy |\n|---|---|---|---|---|---|---|"
         );
         for i in 0..s.clustering.epochs.len() {
             let g = |v: &Vec<f64>| v.get(i).map_or("-".into(), |x| format!("{x:.3}"));
@@ -450,10 +463,11 @@ fn render_report(s: &Summary) -> String {
             };
             let _ = writeln!(
                 r,
-                "| {epoch} | {terms} | {} | {} | {} | {} |",
+                "| {epoch} | {terms} | {} | {} | {} | {} | {} |",
                 g(&s.clustering.nmi),
                 g(&s.clustering.ari),
                 g(&s.clustering.accuracy),
+                g(&s.clustering.purity),
                 g(&s.clustering.size_entropy)
             );
         }
