@@ -10,6 +10,8 @@ use diccae_engine::backend::device::{self, DEVICE_HELP, Device, Opened};
 use diccae_engine::backend::{BackendCore, cuda_kernels};
 use diccae_engine::config::Config;
 use diccae_engine::train::ablate::{AblationPlan, ablate};
+use diccae_engine::train::export::export_features;
+use diccae_engine::train::features;
 use diccae_engine::train::trainer::{TrainOptions, evaluate_checkpoint, train};
 
 /// Self-supervised audio-visual representation learning (DICCAE).
@@ -59,6 +61,18 @@ enum Command {
         diccae-engine ablate --seeds 3 --variants full,avcl,infonce_only --out runs/methods"
     )]
     Ablate(AblateArgs),
+    /// Write a dataset's model inputs (normalised log-mel, frames, labels) to a safetensors file.
+    #[command(
+        long_about = "Decode a dataset exactly as `train` does (the same configuration layers: --preset, \
+        --config, --set) and write its inputs to one safetensors file: train.audio / test.audio \
+        [N, n_mels, audio_frames] (normalised log-mel), train.video / test.video [N, T, 3, S, S] \
+        (ImageNet-normalised frames), train.labels / test.labels [N] (i64), and as metadata the class \
+        names, the clip ids, the log-mel statistics and the resolved configuration. Another tool (the \
+        PyTorch reference in bench/realdata/, a notebook) can then train on the very same inputs.\n\n\
+        Examples:\n  diccae-engine features --data runs/realdata/manifest-george.jsonl --out runs/george.safetensors\n  \
+        diccae-engine features --out runs/synthetic.safetensors"
+    )]
+    Features(FeaturesArgs),
     /// Print the backend this build uses, its thread count, and whether the CUDA kernels are built in.
     Info,
 }
@@ -144,6 +158,47 @@ struct AblateArgs {
     /// Device: cpu, cuda, cuda:N or auto (see --help).
     #[arg(long, value_name = "DEVICE", default_value = "cpu", long_help = DEVICE_HELP)]
     device: Device,
+}
+
+#[derive(Args)]
+struct FeaturesArgs {
+    /// A manifest file (or a directory holding manifest.jsonl); default: the built-in synthetic data.
+    #[arg(long, value_name = "DIR_OR_MANIFEST")]
+    data: Option<PathBuf>,
+    /// The safetensors file to write.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// A TOML configuration (its data section sets the feature shapes).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Preset the configuration starts from.
+    #[arg(long, value_name = "NAME")]
+    preset: Option<String>,
+    /// Override one key, e.g. --set data.audio_frames=128 (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+fn run_features(args: FeaturesArgs) -> diccae_engine::Result<()> {
+    let cfg = Config::resolve(
+        args.preset.as_deref(),
+        args.config.as_deref(),
+        &args.overrides,
+    )?;
+    let dataset = features::load(&cfg, args.data.as_deref())?;
+    for s in &dataset.skipped {
+        eprintln!("skipped {s}");
+    }
+    let bytes = export_features(&dataset, &cfg, &args.out)?;
+    println!(
+        "wrote {} ({} train + {} test clips, {} skipped, {:.1} MiB)",
+        args.out.display(),
+        dataset.train.len(),
+        dataset.test.len(),
+        dataset.skipped.len(),
+        bytes as f64 / (1024.0 * 1024.0)
+    );
+    Ok(())
 }
 
 /// Resolves and opens `--device` and prints its notice, if any.
@@ -263,6 +318,7 @@ fn main() -> ExitCode {
         Command::Train(args) => run_train(args),
         Command::Eval(args) => run_eval(args),
         Command::Ablate(args) => run_ablate(args),
+        Command::Features(args) => run_features(args),
         Command::Info => {
             let cpu = CpuBackend::new();
             println!("diccae-engine {}", env!("CARGO_PKG_VERSION"));

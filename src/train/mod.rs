@@ -5,6 +5,7 @@ pub mod ablate;
 pub mod clusters;
 pub mod embed;
 pub mod evaluate;
+pub mod export;
 pub mod features;
 pub mod metrics;
 pub mod summary;
