@@ -39,6 +39,23 @@ pub struct ModelConfig {
     pub tubelet_size: usize,
     /// LayerNorm epsilon.
     pub norm_eps: f32,
+    /// How linear layers are initialised: `normal` (weights N(0, 0.02²),
+    /// biases zero) or `fan_in` (weights and biases U(±1/√fan_in), PyTorch's
+    /// `nn.Linear` default). Configurations stored before this knob existed
+    /// read as `normal`.
+    #[serde(default)]
+    pub init: InitScheme,
+}
+
+/// The initialisation of linear layers (`model.init`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitScheme {
+    /// Weights N(0, 0.02²), biases zero (the BERT/ViT convention).
+    #[default]
+    Normal,
+    /// Weights and biases U(±1/√fan_in) (PyTorch's `nn.Linear` default).
+    FanIn,
 }
 
 /// Input features (METHOD.md §1).
@@ -279,6 +296,7 @@ impl Config {
                 tubelet_frames: 2,
                 tubelet_size: 8,
                 norm_eps: 1e-5,
+                init: InitScheme::Normal,
             },
             data: DataConfig {
                 n_mels: 64,
@@ -344,6 +362,7 @@ impl Config {
                     tubelet_frames: 2,
                     tubelet_size: 16,
                     norm_eps: 1e-6,
+                    init: InitScheme::Normal,
                 },
                 data: DataConfig {
                     n_mels: 128,

@@ -3,14 +3,14 @@
 
 use crate::autograd::{ParamId, ParamStore, Tape, Var};
 use crate::backend::Backend;
-use crate::config::ModelConfig;
+use crate::config::{InitScheme, ModelConfig};
 use crate::error::Result;
 use crate::model::INIT_STD;
 use crate::ops::attention::attention;
 use crate::ops::elementwise::{add, bias_add, gelu};
 use crate::ops::matmul::matmul;
 use crate::ops::norm::layer_norm;
-use crate::rng::{SeededRng, normal_vec};
+use crate::rng::{SeededRng, normal_vec, uniform_vec};
 use crate::tensor::Tensor;
 
 /// `y = x·W + b`, W `[in, out]`.
@@ -20,24 +20,32 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// Registers `name.weight` (N(0, 0.02²), decayed) and `name.bias` (zeros, not decayed).
+    /// Registers `name.weight` (decayed) and `name.bias` (not decayed),
+    /// initialised by `init`: N(0, 0.02²) and zeros, or both U(±1/√d_in).
     pub fn new<B: Backend>(
         store: &mut ParamStore<B>,
         rng: &mut SeededRng,
         name: &str,
-        d_in: usize,
-        d_out: usize,
+        (d_in, d_out): (usize, usize),
+        init: InitScheme,
     ) -> Result<Self> {
         let be = store.backend().clone();
-        let w = Tensor::from_host(
-            &be,
-            &[d_in, d_out],
-            &normal_vec(rng, d_in * d_out, INIT_STD),
+        let (w, b) = match init {
+            InitScheme::Normal => (normal_vec(rng, d_in * d_out, INIT_STD), vec![0.0; d_out]),
+            InitScheme::FanIn => {
+                let bound = 1.0 / (d_in.max(1) as f32).sqrt();
+                let w = uniform_vec(rng, d_in * d_out, -bound, bound);
+                (w, uniform_vec(rng, d_out, -bound, bound))
+            }
+        };
+        let weight = store.add(
+            &format!("{name}.weight"),
+            Tensor::from_host(&be, &[d_in, d_out], &w)?,
+            true,
         )?;
-        let weight = store.add(&format!("{name}.weight"), w, true)?;
         let bias = store.add(
             &format!("{name}.bias"),
-            Tensor::zeros(&be, &[d_out])?,
+            Tensor::from_host(&be, &[d_out], &b)?,
             false,
         )?;
         Ok(Linear { weight, bias })
@@ -97,13 +105,12 @@ impl Mlp {
         store: &mut ParamStore<B>,
         rng: &mut SeededRng,
         name: &str,
-        d_in: usize,
-        hidden: usize,
-        d_out: usize,
+        (d_in, hidden, d_out): (usize, usize, usize),
+        init: InitScheme,
     ) -> Result<Self> {
         Ok(Mlp {
-            fc1: Linear::new(store, rng, &format!("{name}.fc1"), d_in, hidden)?,
-            fc2: Linear::new(store, rng, &format!("{name}.fc2"), hidden, d_out)?,
+            fc1: Linear::new(store, rng, &format!("{name}.fc1"), (d_in, hidden), init)?,
+            fc2: Linear::new(store, rng, &format!("{name}.fc2"), (hidden, d_out), init)?,
         })
     }
 
@@ -135,10 +142,22 @@ impl TransformerBlock {
         let d = cfg.dim;
         Ok(TransformerBlock {
             norm1: Norm::new(store, &format!("{name}.norm1"), d, cfg.norm_eps)?,
-            qkv: Linear::new(store, rng, &format!("{name}.attn.qkv"), d, 3 * d)?,
-            proj: Linear::new(store, rng, &format!("{name}.attn.proj"), d, d)?,
+            qkv: Linear::new(
+                store,
+                rng,
+                &format!("{name}.attn.qkv"),
+                (d, 3 * d),
+                cfg.init,
+            )?,
+            proj: Linear::new(store, rng, &format!("{name}.attn.proj"), (d, d), cfg.init)?,
             norm2: Norm::new(store, &format!("{name}.norm2"), d, cfg.norm_eps)?,
-            mlp: Mlp::new(store, rng, &format!("{name}.mlp"), d, cfg.mlp_ratio * d, d)?,
+            mlp: Mlp::new(
+                store,
+                rng,
+                &format!("{name}.mlp"),
+                (d, cfg.mlp_ratio * d, d),
+                cfg.init,
+            )?,
         })
     }
 

@@ -42,7 +42,13 @@ impl Encoder {
         layers: usize,
     ) -> Result<Self> {
         let be = store.backend().clone();
-        let embed = Linear::new(store, rng, &format!("{name}.embed"), patch_len, cfg.dim)?;
+        let embed = Linear::new(
+            store,
+            rng,
+            &format!("{name}.embed"),
+            (patch_len, cfg.dim),
+            cfg.init,
+        )?;
         let pos = Tensor::from_host(
             &be,
             &[tokens, cfg.dim],
@@ -163,7 +169,7 @@ impl AvModel {
             .collect::<Result<Vec<_>>>()?;
         let fusion_norm = Norm::new(store, "fusion.norm", d, model.norm_eps)?;
         let head = |store: &mut ParamStore<B>, rng: &mut SeededRng, name: &str| {
-            Mlp::new(store, rng, name, d, d, model.proj_dim)
+            Mlp::new(store, rng, name, (d, d, model.proj_dim), model.init)
         };
         let head_a = head(store, &mut rng, "head.audio")?;
         let head_v = head(store, &mut rng, "head.video")?;
@@ -203,7 +209,14 @@ impl AvModel {
     pub fn add_gate<B: Backend>(&mut self, store: &mut ParamStore<B>, seed: u64) -> Result<()> {
         let mut rng = crate::rng::seeded(seed ^ 0x6761_7465_0000);
         let d = self.cfg.dim;
-        self.gate = Some(Linear::new(store, &mut rng, "fusion.gate", 2 * d, 1)?);
+        let init = self.cfg.init;
+        self.gate = Some(Linear::new(
+            store,
+            &mut rng,
+            "fusion.gate",
+            (2 * d, 1),
+            init,
+        )?);
         Ok(())
     }
 
