@@ -83,8 +83,14 @@ pub struct DataConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
-    /// Passes over the training set.
+    /// Passes over the training set; 0 = chosen from the dataset's size, so
+    /// that the run makes about `steps` optimiser steps whatever the number
+    /// of clips (see [`Config::epochs_for`]).
     pub epochs: usize,
+    /// With `epochs = 0`: the optimiser steps a run aims for; it trains
+    /// `ceil(steps / steps per epoch)` epochs.
+    #[serde(default = "default_steps")]
+    pub steps: usize,
     /// Clips per step.
     pub batch_size: usize,
     /// Peak learning rate.
@@ -144,6 +150,12 @@ pub struct DiccaeConfig {
     /// The cluster terms start only once L_ins is below this fraction of
     /// its chance value ln(B).
     pub chance_gate: f32,
+    /// The latest point, as a fraction of the run's epochs, at which the
+    /// cluster terms start even if L_ins has not passed the chance gate, so
+    /// they always train for at least `1 − gate_deadline` of the run
+    /// (1 = wait for the gate however long it takes).
+    #[serde(default = "one")]
+    pub gate_deadline: f32,
     /// The embeddings k-means clusters: `fused` (z_f, as METHOD.md says;
     /// only the confusion-aware loss trains it) or `audio_video` (the
     /// normalised sum of z_a and z_v, the space L_ins trains from the start).
@@ -162,6 +174,15 @@ pub struct DiccaeConfig {
 fn one() -> f32 {
     1.0
 }
+
+/// `train.steps` of configurations stored before it existed (they all set
+/// `train.epochs`, so it is never used for them).
+fn default_steps() -> usize {
+    TINY_STEPS
+}
+
+/// The `tiny` preset's step budget.
+const TINY_STEPS: usize = 1500;
 
 /// Which embeddings the pseudo-labels come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -293,10 +314,10 @@ impl Config {
                 mlp_ratio: 2,
                 proj_dim: 128,
                 audio_patch: 16,
-                tubelet_frames: 2,
+                tubelet_frames: 1,
                 tubelet_size: 8,
                 norm_eps: 1e-5,
-                init: InitScheme::Normal,
+                init: InitScheme::FanIn,
             },
             data: DataConfig {
                 n_mels: 64,
@@ -308,14 +329,15 @@ impl Config {
                 synthetic_test_per_class: 200,
             },
             train: TrainConfig {
-                epochs: 60,
+                epochs: 0,
+                steps: TINY_STEPS,
                 batch_size: 64,
                 lr: 1e-3,
                 min_lr: 1e-5,
-                warmup_epochs: 2.0,
+                warmup_epochs: 1.0,
                 weight_decay: 0.05,
                 beta1: 0.9,
-                beta2: 0.95,
+                beta2: 0.999,
                 grad_clip: 1.0,
                 seed: 0,
             },
@@ -334,7 +356,8 @@ impl Config {
                 w_momentum: 0.9,
                 beta_max: 1.0,
                 chance_gate: 0.9,
-                cluster_space: ClusterSpace::Fused,
+                gate_deadline: 0.5,
+                cluster_space: ClusterSpace::AudioVideo,
                 min_size_entropy: 0.6,
                 confident_fraction: 1.0,
             },
@@ -376,6 +399,7 @@ impl Config {
                     lr: 5e-4,
                     epochs: 100,
                     warmup_epochs: 10.0,
+                    beta2: 0.95,
                     ..tiny.train
                 },
                 ..tiny
@@ -492,6 +516,18 @@ impl Config {
         Ok(((c.clusters_per_class * classes as f32).round() as usize).max(2))
     }
 
+    /// The epochs a run over `train_clips` training clips takes:
+    /// `train.epochs`, or with `train.epochs = 0` enough epochs for
+    /// `train.steps` optimiser steps of `train.batch_size` clips (at least 1).
+    pub fn epochs_for(&self, train_clips: usize) -> usize {
+        let t = &self.train;
+        if t.epochs > 0 {
+            return t.epochs;
+        }
+        let per_epoch = (train_clips / t.batch_size.min(train_clips).max(1)).max(1);
+        t.steps.div_ceil(per_epoch).max(1)
+    }
+
     /// Checks the relations between knobs.
     pub fn validate(&self) -> Result<()> {
         let bad = |d: String| Err(Error::invalid("config", d));
@@ -529,6 +565,9 @@ impl Config {
                 t.batch_size
             ));
         }
+        if t.epochs == 0 && t.steps == 0 {
+            return bad("train.epochs = 0 chooses the epochs from train.steps, which must then be at least 1".into());
+        }
         if !(t.lr > 0.0 && t.lr.is_finite()) {
             return bad(format!("train.lr = {} must be positive", t.lr));
         }
@@ -543,6 +582,12 @@ impl Config {
             return bad(format!(
                 "diccae.clusters_per_class = {} must be positive",
                 c.clusters_per_class
+            ));
+        }
+        if !(c.gate_deadline > 0.0 && c.gate_deadline <= 1.0) {
+            return bad(format!(
+                "diccae.gate_deadline = {} must be in (0, 1]",
+                c.gate_deadline
             ));
         }
         if c.recluster_every == 0 {

@@ -1,6 +1,6 @@
 //! Configuration: presets, files, overrides, and errors that name the key.
 
-use diccae_engine::config::Config;
+use diccae_engine::config::{Config, InitScheme};
 
 fn tmp_file(name: &str, text: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("diccae-config-{}-{name}", std::process::id()));
@@ -101,7 +101,17 @@ fn stored_configs_missing_a_newer_knob_behave_as_before_it() {
     // Runs saved before these knobs existed trained every clip on K = classes.
     let without: String = text
         .lines()
-        .filter(|l| !l.starts_with("confident_fraction") && !l.starts_with("clusters_per_class"))
+        .filter(|l| {
+            ![
+                "confident_fraction",
+                "clusters_per_class",
+                "gate_deadline",
+                "init",
+                "steps",
+            ]
+            .iter()
+            .any(|k| l.starts_with(&format!("{k} =")))
+        })
         .map(|l| format!("{l}\n"))
         .collect();
     assert_ne!(without, text, "the knobs were in the stored text");
@@ -109,6 +119,8 @@ fn stored_configs_missing_a_newer_knob_behave_as_before_it() {
     assert_eq!(parsed.diccae.confident_fraction, 1.0);
     assert_eq!(parsed.diccae.clusters_per_class, 1.0);
     assert_eq!(parsed.diccae.lambda_cls, 0.25);
+    assert_eq!(parsed.diccae.gate_deadline, 1.0, "no deadline");
+    assert_eq!(parsed.model.init, InitScheme::Normal);
     assert_eq!(
         Config::from_toml(&text).unwrap(),
         base,
@@ -135,4 +147,53 @@ fn cluster_count_follows_the_classes_or_the_explicit_knob() {
     assert_eq!(fixed.cluster_count(10).unwrap(), 7);
     let bad = Config::resolve(None, None, &["diccae.clusters_per_class=0".into()]);
     assert!(bad.unwrap_err().to_string().contains("clusters_per_class"));
+}
+
+#[test]
+fn epochs_follow_the_dataset_size_when_not_set() {
+    let sets = |s: &[&str]| {
+        Config::resolve(
+            None,
+            None,
+            &s.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap()
+    };
+    let auto = sets(&["train.epochs=0", "train.steps=1000", "train.batch_size=100"]);
+    assert_eq!(auto.epochs_for(2500), 40, "25 steps per epoch");
+    assert_eq!(
+        auto.epochs_for(2550),
+        40,
+        "the last partial batch is dropped"
+    );
+    assert_eq!(auto.epochs_for(600), 167, "6 steps per epoch, rounded up");
+    assert_eq!(
+        auto.epochs_for(50),
+        1000,
+        "a batch larger than the data is one step"
+    );
+    assert_eq!(auto.epochs_for(1_000_000), 1, "at least one epoch");
+    let fixed = sets(&["train.epochs=7"]);
+    assert_eq!(fixed.epochs_for(2500), 7);
+    assert_eq!(fixed.epochs_for(10), 7);
+    let err = Config::resolve(
+        None,
+        None,
+        &["train.epochs=0".into(), "train.steps=0".into()],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("train.steps"), "{err}");
+    for bad in ["0", "1.5", "-0.1"] {
+        let err = Config::resolve(None, None, &[format!("diccae.gate_deadline={bad}")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("gate_deadline"), "{bad}: {err}");
+    }
+    let init = sets(&["model.init=fan_in"]);
+    assert_eq!(init.model.init, InitScheme::FanIn);
+    let err = Config::resolve(None, None, &["model.init=xavier".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("xavier") || err.contains("init"), "{err}");
 }

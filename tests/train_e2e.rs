@@ -303,3 +303,45 @@ fn a_killed_run_resumes_and_a_truncated_checkpoint_is_refused() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn gate_deadline_starts_the_cluster_terms_and_epochs_follow_the_data() {
+    let out = fresh_dir("deadline");
+    // L_ins can never pass a gate at 1% of chance; the deadline opens it
+    // after half of the run, so the cluster terms train the other half.
+    // train.epochs = 0 with 16 steps of 8 clips over 32 clips: 4 epochs.
+    let cfg = small(&[
+        "diccae.warmup_epochs=0",
+        "diccae.chance_gate=0.01",
+        "diccae.gate_deadline=0.5",
+        "diccae.min_size_entropy=0",
+        "train.epochs=0",
+        "train.steps=16",
+    ]);
+    assert_eq!(cfg.epochs_for(32), 4);
+    train(&cfg, &opts(&out, None), &Opened::cpu()).unwrap();
+    let s = summary(&out);
+    assert_eq!(
+        s["epochs"], 4,
+        "epochs chosen from the data: {}",
+        s["epochs"]
+    );
+    assert_eq!(
+        s.pointer("/clustering/terms_from_epoch"),
+        Some(&serde_json::json!(2)),
+        "cluster terms from epoch 2 (the deadline at 2 of 4 epochs)"
+    );
+    let lcls: Vec<bool> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "epoch")
+        .map(|v| v["record"]["l_cls"].is_number())
+        .collect();
+    assert_eq!(
+        lcls,
+        [false, false, true, true],
+        "L_cls trained after the deadline only"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

