@@ -79,11 +79,11 @@ fn inconsistent_knobs_are_rejected() {
 #[test]
 fn cluster_space_is_a_named_choice() {
     use diccae_engine::config::ClusterSpace;
-    let cfg = Config::resolve(None, None, &["diccae.cluster_space=audio_video".into()]).unwrap();
-    assert_eq!(cfg.diccae.cluster_space, ClusterSpace::AudioVideo);
+    let cfg = Config::resolve(None, None, &["diccae.cluster_space=fused".into()]).unwrap();
+    assert_eq!(cfg.diccae.cluster_space, ClusterSpace::Fused);
     assert_eq!(
         Config::preset("tiny").unwrap().diccae.cluster_space,
-        ClusterSpace::Fused
+        ClusterSpace::AudioVideo
     );
     let err = Config::resolve(None, None, &["diccae.cluster_space=pixels".into()])
         .unwrap_err()

@@ -206,3 +206,50 @@ fn the_gate_exists_only_for_avcl_and_mixes_the_pooled_parts() {
         assert!((g - 0.5).abs() < 0.1, "gate {g}");
     }
 }
+
+#[test]
+fn linear_layers_follow_the_init_scheme() {
+    use diccae_engine::config::InitScheme;
+    let be = CpuBackend::new();
+    let mut cfg = Config::preset("tiny").unwrap();
+    for init in [InitScheme::Normal, InitScheme::FanIn] {
+        cfg.model.init = init;
+        let mut store = ParamStore::new(be.clone());
+        AvModel::new(&mut store, &cfg.model, &cfg.data, 7).unwrap();
+        let id = store.id("audio.blocks.0.mlp.fc2.weight").unwrap();
+        let w = store.get(id);
+        let fan_in = w.shape()[0];
+        let w = w.to_host(&be).unwrap();
+        let bias = store
+            .get(store.id("audio.blocks.0.mlp.fc2.bias").unwrap())
+            .to_host(&be)
+            .unwrap();
+        let n = w.len() as f64;
+        let mean = w.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+        let std = (w
+            .iter()
+            .map(|&x| (f64::from(x) - mean).powi(2))
+            .sum::<f64>()
+            / n)
+            .sqrt();
+        let max = w.iter().fold(0f32, |m, x| m.max(x.abs()));
+        match init {
+            InitScheme::Normal => {
+                assert!((std - 0.02).abs() < 0.001, "normal: std {std}");
+                assert!(bias.iter().all(|&b| b == 0.0), "normal: zero biases");
+            }
+            InitScheme::FanIn => {
+                let bound = 1.0 / (fan_in as f32).sqrt();
+                // U(±b) has standard deviation b/√3.
+                let want = f64::from(bound) / 3f64.sqrt();
+                assert!(
+                    (std - want).abs() < 0.03 * want,
+                    "fan_in: std {std} vs {want}"
+                );
+                assert!(max <= bound, "fan_in: |w| {max} above {bound}");
+                assert!(bias.iter().all(|&b| b.abs() <= bound), "fan_in: bias bound");
+                assert!(bias.iter().any(|&b| b != 0.0), "fan_in: biases drawn");
+            }
+        }
+    }
+}
