@@ -58,7 +58,7 @@ class Encoder(nn.Module):
     def __init__(self, m, patch_len, tokens, layers):
         super().__init__()
         self.embed = linear(patch_len, m["dim"])
-        self.position = nn.Parameter(torch.randn(tokens, m["dim"]) * INIT_STD)
+        self.position = nn.Parameter(torch.randn(tokens, m["dim"]) * m.get("position_std", INIT_STD))
         self.blocks = nn.ModuleList(Block(m) for _ in range(layers))
         self.norm = nn.LayerNorm(m["dim"], eps=m["norm_eps"])
 

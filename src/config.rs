@@ -45,6 +45,16 @@ pub struct ModelConfig {
     /// read as `normal`.
     #[serde(default)]
     pub init: InitScheme,
+    /// Standard deviation of the learned position embeddings' initial
+    /// values, N(0, σ²). Configurations stored before this knob existed
+    /// read as 0.02 (the BERT/ViT convention).
+    #[serde(default = "default_position_std")]
+    pub position_std: f32,
+}
+
+/// `model.position_std` of configurations stored before it existed.
+fn default_position_std() -> f32 {
+    0.02
 }
 
 /// The initialisation of linear layers (`model.init`).
@@ -318,6 +328,7 @@ impl Config {
                 tubelet_size: 8,
                 norm_eps: 1e-5,
                 init: InitScheme::FanIn,
+                position_std: 1.0,
             },
             data: DataConfig {
                 n_mels: 64,
@@ -386,6 +397,7 @@ impl Config {
                     tubelet_size: 16,
                     norm_eps: 1e-6,
                     init: InitScheme::Normal,
+                    position_std: 0.02,
                 },
                 data: DataConfig {
                     n_mels: 128,
@@ -556,6 +568,12 @@ impl Config {
             return bad(format!(
                 "model.tubelet_frames = {} must divide data.frames = {}, and model.tubelet_size = {} data.frame_size = {}",
                 m.tubelet_frames, d.frames, m.tubelet_size, d.frame_size
+            ));
+        }
+        if !(m.position_std >= 0.0 && m.position_std.is_finite()) {
+            return bad(format!(
+                "model.position_std = {} must be a finite standard deviation, 0 or more",
+                m.position_std
             ));
         }
         let t = &self.train;

@@ -85,15 +85,8 @@ struct TrainArgs {
     /// Run directory [default: runs/<preset>-<UTC time>].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// A TOML configuration (any subset of keys; see `diccae-engine train --print-config`).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Preset the configuration starts from: tiny (CPU, minutes) or base (ViT-B-like, GPU).
-    #[arg(long, value_name = "NAME")]
-    preset: Option<String>,
-    /// Override one key, e.g. --set train.epochs=5 (repeatable).
-    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
-    overrides: Vec<String>,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// The objective: diccae (default) or avcl (the same as --set method=...).
     #[arg(long, value_parser = ["diccae", "avcl"])]
     method: Option<String>,
@@ -142,15 +135,9 @@ struct AblateArgs {
     /// A manifest file or directory; default: the built-in synthetic data.
     #[arg(long, value_name = "DIR_OR_MANIFEST")]
     data: Option<PathBuf>,
-    /// A TOML configuration shared by every run.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Preset every run starts from.
-    #[arg(long, value_name = "NAME")]
-    preset: Option<String>,
-    /// Override one key for every run (repeatable).
-    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
-    overrides: Vec<String>,
+    /// The configuration shared by every run.
+    #[command(flatten)]
+    config: ConfigArgs,
     /// Run only these variants, comma-separated (full, no_conf, static_w, no_cls,
     /// infonce_only, avcl); default: all.
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
@@ -168,23 +155,29 @@ struct FeaturesArgs {
     /// The safetensors file to write.
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
-    /// A TOML configuration (its data section sets the feature shapes).
+    /// The configuration (its data section sets the feature shapes; it is stored in the file).
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+/// Where a command's configuration comes from: a preset, then a TOML file,
+/// then `--set` overrides (`Config::resolve`).
+#[derive(Args)]
+struct ConfigArgs {
+    /// A TOML configuration (any subset of keys; see `diccae-engine train --print-config`).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Preset the configuration starts from.
+    /// Preset the configuration starts from: tiny (CPU, minutes) or base (ViT-B-like, GPU).
     #[arg(long, value_name = "NAME")]
     preset: Option<String>,
-    /// Override one key, e.g. --set data.audio_frames=128 (repeatable).
+    /// Override one key, e.g. --set train.epochs=5 (repeatable).
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     overrides: Vec<String>,
 }
 
 fn run_features(args: FeaturesArgs) -> diccae_engine::Result<()> {
-    let cfg = Config::resolve(
-        args.preset.as_deref(),
-        args.config.as_deref(),
-        &args.overrides,
-    )?;
+    let c = &args.config;
+    let cfg = Config::resolve(c.preset.as_deref(), c.config.as_deref(), &c.overrides)?;
     let dataset = features::load(&cfg, args.data.as_deref())?;
     for s in &dataset.skipped {
         eprintln!("skipped {s}");
@@ -214,9 +207,9 @@ fn run_ablate(args: AblateArgs) -> diccae_engine::Result<()> {
     let backend = select_device(args.device)?;
     let table = ablate(
         &AblationPlan {
-            preset: args.preset.as_deref(),
-            config_file: args.config.as_deref(),
-            overrides: &args.overrides,
+            preset: args.config.preset.as_deref(),
+            config_file: args.config.config.as_deref(),
+            overrides: &args.config.overrides,
             seeds: args.seeds,
             first_seed: args.first_seed,
             out: args.out.clone(),
@@ -278,15 +271,19 @@ fn default_run_dir(preset: &str) -> PathBuf {
 }
 
 fn run_train(args: TrainArgs) -> diccae_engine::Result<()> {
-    let config_file = match (&args.config, args.resume, &args.out) {
+    let config_file = match (&args.config.config, args.resume, &args.out) {
         (None, true, Some(out)) => Some(out.join("config.toml")),
-        _ => args.config.clone(),
+        (file, _, _) => file.clone(),
     };
-    let mut overrides = args.overrides.clone();
+    let mut overrides = args.config.overrides.clone();
     if let Some(m) = &args.method {
         overrides.push(format!("method={m}"));
     }
-    let cfg = Config::resolve(args.preset.as_deref(), config_file.as_deref(), &overrides)?;
+    let cfg = Config::resolve(
+        args.config.preset.as_deref(),
+        config_file.as_deref(),
+        &overrides,
+    )?;
     if args.print_config {
         print!("{}", cfg.to_toml()?);
         return Ok(());

@@ -107,6 +107,7 @@ fn stored_configs_missing_a_newer_knob_behave_as_before_it() {
                 "clusters_per_class",
                 "gate_deadline",
                 "init",
+                "position_std",
                 "steps",
             ]
             .iter()
@@ -121,6 +122,7 @@ fn stored_configs_missing_a_newer_knob_behave_as_before_it() {
     assert_eq!(parsed.diccae.lambda_cls, 0.25);
     assert_eq!(parsed.diccae.gate_deadline, 1.0, "no deadline");
     assert_eq!(parsed.model.init, InitScheme::Normal);
+    assert_eq!(parsed.model.position_std, 0.02);
     assert_eq!(
         Config::from_toml(&text).unwrap(),
         base,
@@ -196,4 +198,10 @@ fn epochs_follow_the_dataset_size_when_not_set() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("xavier") || err.contains("init"), "{err}");
+    for bad in ["-0.5", "inf", "nan"] {
+        let err = Config::resolve(None, None, &[format!("model.position_std={bad}")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("position_std"), "{bad}: {err}");
+    }
 }

@@ -208,6 +208,33 @@ fn the_gate_exists_only_for_avcl_and_mixes_the_pooled_parts() {
 }
 
 #[test]
+fn position_embeddings_follow_position_std() {
+    let be = CpuBackend::new();
+    let mut cfg = Config::preset("tiny").unwrap();
+    for want in [0.02f64, 1.0] {
+        cfg.model.position_std = want as f32;
+        let mut store = ParamStore::new(be.clone());
+        AvModel::new(&mut store, &cfg.model, &cfg.data, 11).unwrap();
+        for name in ["audio.position", "video.position"] {
+            let p = store.get(store.id(name).unwrap()).to_host(&be).unwrap();
+            let n = p.len() as f64;
+            let mean = p.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+            let var = p
+                .iter()
+                .map(|&x| (f64::from(x) - mean).powi(2))
+                .sum::<f64>()
+                / n;
+            let std = var.sqrt();
+            assert!(
+                (std - want).abs() < 0.05 * want,
+                "{name}: std {std} vs {want}"
+            );
+            assert!(mean.abs() < 0.1 * want, "{name}: mean {mean}");
+        }
+    }
+}
+
+#[test]
 fn linear_layers_follow_the_init_scheme() {
     use diccae_engine::config::InitScheme;
     let be = CpuBackend::new();

@@ -52,7 +52,7 @@ impl Encoder {
         let pos = Tensor::from_host(
             &be,
             &[tokens, cfg.dim],
-            &normal_vec(rng, tokens * cfg.dim, INIT_STD),
+            &normal_vec(rng, tokens * cfg.dim, cfg.position_std),
         )?;
         let position = store.add(&format!("{name}.position"), pos, false)?;
         let blocks = (0..layers)
