@@ -133,6 +133,14 @@ pub struct DiccaeConfig {
     pub lambda_cls: f32,
     /// Weight of the confusion-aware loss L_conf (after its ramp).
     pub lambda_conf: f32,
+    /// Weight of the fused instance term
+    /// `L_fus = ½·[InfoNCE(z_f, z_a) + InfoNCE(z_f, z_v)]` at τ, from the
+    /// first step (0 = off, METHOD.md's objective), with `z_a` and `z_v` as
+    /// constants (stop-gradient). It gives the fusion blocks and the fused
+    /// head an instance-level objective besides L_conf, and leaves the
+    /// cross-modal geometry to L_ins.
+    #[serde(default)]
+    pub lambda_fused: f32,
     /// Epochs of L_ins alone before the first clustering round. Rounds run
     /// from then on every `recluster_every` epochs, but only observe until the
     /// gate opens: the cluster terms wait for L_ins to leave chance.
@@ -357,6 +365,7 @@ impl Config {
                 tau_c: 0.1,
                 lambda_cls: 1.0,
                 lambda_conf: 1.0,
+                lambda_fused: 0.0,
                 warmup_epochs: 5,
                 recluster_every: 3,
                 ramp_epochs: 5,
@@ -568,6 +577,12 @@ impl Config {
             return bad(format!(
                 "model.tubelet_frames = {} must divide data.frames = {}, and model.tubelet_size = {} data.frame_size = {}",
                 m.tubelet_frames, d.frames, m.tubelet_size, d.frame_size
+            ));
+        }
+        let w = self.diccae.lambda_fused;
+        if !(w >= 0.0 && w.is_finite()) {
+            return bad(format!(
+                "diccae.lambda_fused = {w} must be a finite weight, 0 or more"
             ));
         }
         if !(m.position_std >= 0.0 && m.position_std.is_finite()) {

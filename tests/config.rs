@@ -108,6 +108,7 @@ fn stored_configs_missing_a_newer_knob_behave_as_before_it() {
                 "gate_deadline",
                 "init",
                 "position_std",
+                "lambda_fused",
                 "steps",
             ]
             .iter()
@@ -123,6 +124,7 @@ fn stored_configs_missing_a_newer_knob_behave_as_before_it() {
     assert_eq!(parsed.diccae.gate_deadline, 1.0, "no deadline");
     assert_eq!(parsed.model.init, InitScheme::Normal);
     assert_eq!(parsed.model.position_std, 0.02);
+    assert_eq!(parsed.diccae.lambda_fused, 0.0, "no fused instance term");
     assert_eq!(
         Config::from_toml(&text).unwrap(),
         base,
@@ -203,5 +205,9 @@ fn epochs_follow_the_dataset_size_when_not_set() {
             .unwrap_err()
             .to_string();
         assert!(err.contains("position_std"), "{bad}: {err}");
+        let err = Config::resolve(None, None, &[format!("diccae.lambda_fused={bad}")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lambda_fused"), "{bad}: {err}");
     }
 }

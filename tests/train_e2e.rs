@@ -345,3 +345,36 @@ fn gate_deadline_starts_the_cluster_terms_and_epochs_follow_the_data() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn the_fused_instance_term_adds_to_the_loss_with_its_weight() {
+    let out = fresh_dir("fused-term");
+    let cfg = small(&[
+        "diccae.lambda_cls=0",
+        "diccae.lambda_conf=0",
+        "diccae.lambda_fused=0.5",
+        "train.epochs=2",
+    ]);
+    train(&cfg, &opts(&out, None), &Opened::cpu()).unwrap();
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "epoch")
+        .map(|v| v["record"].clone())
+        .collect();
+    assert_eq!(records.len(), 2);
+    for r in &records {
+        let (loss, ins) = (r["loss"].as_f64().unwrap(), r["l_ins"].as_f64().unwrap());
+        let fused = r["l_fused"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("l_fused not logged: {r}"));
+        // Two InfoNCE terms over a batch of 8 start near ln 8.
+        assert!(fused > 0.5 && fused < 2.0 * 8f64.ln(), "L_fus {fused}");
+        assert!(
+            (loss - ins - 0.5 * fused).abs() < 1e-4 * loss.abs().max(1.0),
+            "loss {loss} ≠ L_ins {ins} + 0.5·L_fus {fused}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}

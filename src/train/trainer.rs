@@ -78,6 +78,9 @@ pub struct EpochRecord {
     pub l_cls: Option<f64>,
     /// Confusion-aware loss L_conf, when active.
     pub l_conf: Option<f64>,
+    /// Fused instance term L_fus, when `diccae.lambda_fused` is positive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l_fused: Option<f64>,
     /// Weight of L_cls this epoch.
     pub lambda_cls: f32,
     /// Weight of L_conf this epoch.
@@ -124,6 +127,7 @@ struct EpochSums {
     l_ins: f64,
     l_cls: f64,
     l_conf: f64,
+    l_fused: f64,
     l_selfcl: f64,
     l_cgra: f64,
     gate: f64,
@@ -438,6 +442,22 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
                     let l_ins = infonce(&mut tape, e.z_a, e.z_v, c.tau)?;
                     (l_ins, l_ins)
                 };
+                let mut fused_var = None;
+                if !avcl && c.lambda_fused > 0.0 {
+                    // z_a and z_v are targets here (no gradient): the
+                    // cross-modal geometry stays L_ins's alone.
+                    let za = tape.value(e.z_a).duplicate(&backend)?;
+                    let za = tape.constant(za);
+                    let zv = tape.value(e.z_v).duplicate(&backend)?;
+                    let zv = tape.constant(zv);
+                    let with_audio = infonce(&mut tape, e.z_f, za, c.tau)?;
+                    let with_video = infonce(&mut tape, e.z_f, zv, c.tau)?;
+                    let both = add(&mut tape, with_audio, with_video)?;
+                    let l_fused = scale(&mut tape, both, 0.5)?;
+                    let weighted = scale(&mut tape, l_fused, c.lambda_fused)?;
+                    total = add(&mut tape, total, weighted)?;
+                    fused_var = Some(l_fused);
+                }
                 let (mut cls_var, mut conf_var) = (None, None);
                 if let Some(state_c) = clusters.as_mut().filter(|_| active && n_conf > 0) {
                     let labels = state_c.batch_labels(&backend, &idx[..n_conf])?;
@@ -491,6 +511,9 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
                     .map(|v| scalar(&backend, tape.value(v)))
                     .transpose()?;
                 let conf = conf_var
+                    .map(|v| scalar(&backend, tape.value(v)))
+                    .transpose()?;
+                let fused = fused_var
                     .map(|v| scalar(&backend, tape.value(v)))
                     .transpose()?;
                 let selfcl = selfcl_var
@@ -564,6 +587,7 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
                 sums.l_ins += ins;
                 sums.l_cls += cls.unwrap_or(0.0);
                 sums.l_conf += conf.unwrap_or(0.0);
+                sums.l_fused += fused.unwrap_or(0.0);
                 sums.l_selfcl += selfcl.unwrap_or(0.0);
                 sums.l_cgra += cgra.unwrap_or(0.0);
                 sums.gate += gate;
@@ -598,6 +622,7 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
             l_ins: sums.l_ins / s,
             l_cls: (lambda_cls > 0.0).then_some(sums.l_cls / s),
             l_conf: (lambda_conf > 0.0).then_some(sums.l_conf / s),
+            l_fused: (!avcl && c.lambda_fused > 0.0).then_some(sums.l_fused / s),
             l_selfcl: avcl.then_some(sums.l_selfcl / s),
             l_cgra: (avcl && lambda_cgra > 0.0).then_some(sums.l_cgra / s),
             lambda_cgra: avcl.then_some(lambda_cgra),
@@ -614,7 +639,7 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
         say(
             opts,
             format!(
-                "epoch {:>3}/{}: loss {:.4}{}  L_ins {:.4}{}{}{}{}  lr {:.2e}  {:.0} clips/s  {:.1}s",
+                "epoch {:>3}/{}: loss {:.4}{}  L_ins {:.4}{}{}{}{}{}  lr {:.2e}  {:.0} clips/s  {:.1}s",
                 epoch + 1,
                 epochs,
                 record.loss,
@@ -634,6 +659,9 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
                 record
                     .l_conf
                     .map_or(String::new(), |v| format!("  L_conf {v:.4}")),
+                record
+                    .l_fused
+                    .map_or(String::new(), |v| format!("  L_fus {v:.4}")),
                 lr,
                 record.clips_per_second,
                 seconds
