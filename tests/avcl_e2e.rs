@@ -10,19 +10,8 @@ use std::process::Command;
 
 use diccae_engine::backend::device::Opened;
 use diccae_engine::train::trainer::{evaluate_checkpoint, train};
-use e2e_common::{build_manifest, fresh_dir, opts, small, summary};
+use e2e_common::{build_manifest, epoch_records, fresh_dir, opts, small, summary};
 use serde_json::Value;
-
-/// The `epoch` records of a run's metrics.jsonl.
-fn epoch_records(out: &Path) -> Vec<Value> {
-    std::fs::read_to_string(out.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["kind"] == "epoch")
-        .map(|v| v["record"].clone())
-        .collect()
-}
 
 /// Every AVCL term of every epoch is present and finite.
 fn assert_avcl_terms(out: &Path, epochs: usize) {

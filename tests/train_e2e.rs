@@ -8,7 +8,7 @@ mod e2e_common;
 use diccae_engine::backend::device::Opened;
 use diccae_engine::train::ablate::{AblationPlan, ablate};
 use diccae_engine::train::trainer::{evaluate_checkpoint, train};
-use e2e_common::{build_manifest, fresh_dir, opts, small, summary};
+use e2e_common::{build_manifest, epoch_records, fresh_dir, opts, small, summary};
 
 #[test]
 fn built_in_data_run_writes_every_output() {
@@ -331,12 +331,9 @@ fn gate_deadline_starts_the_cluster_terms_and_epochs_follow_the_data() {
         Some(&serde_json::json!(2)),
         "cluster terms from epoch 2 (the deadline at 2 of 4 epochs)"
     );
-    let lcls: Vec<bool> = std::fs::read_to_string(out.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["kind"] == "epoch")
-        .map(|v| v["record"]["l_cls"].is_number())
+    let lcls: Vec<bool> = epoch_records(&out)
+        .iter()
+        .map(|r| r["l_cls"].is_number())
         .collect();
     assert_eq!(
         lcls,
@@ -356,13 +353,7 @@ fn the_fused_instance_term_adds_to_the_loss_with_its_weight() {
         "train.epochs=2",
     ]);
     train(&cfg, &opts(&out, None), &Opened::cpu()).unwrap();
-    let records: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["kind"] == "epoch")
-        .map(|v| v["record"].clone())
-        .collect();
+    let records = epoch_records(&out);
     assert_eq!(records.len(), 2);
     for r in &records {
         let (loss, ins) = (r["loss"].as_f64().unwrap(), r["l_ins"].as_f64().unwrap());

@@ -56,6 +56,17 @@ pub fn summary(out: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
 }
 
+/// The `epoch` records of a run's metrics.jsonl.
+pub fn epoch_records(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "epoch")
+        .map(|v| v["record"].clone())
+        .collect()
+}
+
 fn write_wav(path: &Path, rate: u32, channels: u16, seconds: f32, freq: f32) {
     let spec = hound::WavSpec {
         channels,
