@@ -336,7 +336,7 @@ impl Config {
                 tubelet_size: 8,
                 norm_eps: 1e-5,
                 init: InitScheme::FanIn,
-                position_std: 1.0,
+                position_std: 0.02,
             },
             data: DataConfig {
                 n_mels: 64,
