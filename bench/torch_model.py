@@ -55,10 +55,10 @@ class Block(nn.Module):
 
 
 class Encoder(nn.Module):
-    def __init__(self, m, patch_len, tokens, layers):
+    def __init__(self, m, patch_len, tokens, layers, position_std):
         super().__init__()
         self.embed = linear(patch_len, m["dim"])
-        self.position = nn.Parameter(torch.randn(tokens, m["dim"]) * m.get("position_std", INIT_STD))
+        self.position = nn.Parameter(torch.randn(tokens, m["dim"]) * position_std)
         self.blocks = nn.ModuleList(Block(m) for _ in range(layers))
         self.norm = nn.LayerNorm(m["dim"], eps=m["norm_eps"])
 
@@ -93,8 +93,11 @@ class AvModel(nn.Module):
         audio_tokens = (dt["n_mels"] // p) * (dt["audio_frames"] // p)
         video_tokens = (dt["frames"] // t) * (dt["frame_size"] // s) ** 2
         d = m["dim"]
-        self.audio = Encoder(m, p * p, audio_tokens, m["audio_layers"])
-        self.video = Encoder(m, t * 3 * s * s, video_tokens, m["video_layers"])
+        # model.position_std sets both encoders unless model.video_position_std is set.
+        audio_std = m.get("position_std", INIT_STD)
+        video_std = m.get("video_position_std", audio_std)
+        self.audio = Encoder(m, p * p, audio_tokens, m["audio_layers"], audio_std)
+        self.video = Encoder(m, t * 3 * s * s, video_tokens, m["video_layers"], video_std)
         self.audio_type = nn.Parameter(torch.randn(d) * INIT_STD)
         self.video_type = nn.Parameter(torch.randn(d) * INIT_STD)
         self.fusion = nn.ModuleList(Block(m) for _ in range(m["fusion_layers"]))

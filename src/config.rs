@@ -50,6 +50,11 @@ pub struct ModelConfig {
     /// read as 0.02 (the BERT/ViT convention).
     #[serde(default = "default_position_std")]
     pub position_std: f32,
+    /// The video encoder's position σ, when it differs from
+    /// `position_std` (which then sets the audio encoder's alone); unset =
+    /// `position_std` for both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video_position_std: Option<f32>,
 }
 
 /// `model.position_std` of configurations stored before it existed.
@@ -141,6 +146,11 @@ pub struct DiccaeConfig {
     /// cross-modal geometry to L_ins.
     #[serde(default)]
     pub lambda_fused: f32,
+    /// With `lambda_fused` > 0: start L_fus when the cluster terms start
+    /// (the chance gate or its deadline) and ramp it like them, so it
+    /// cannot slow L_ins's escape from chance; `false` = from the first step.
+    #[serde(default)]
+    pub fused_from_gate: bool,
     /// Epochs of L_ins alone before the first clustering round. Rounds run
     /// from then on every `recluster_every` epochs, but only observe until the
     /// gate opens: the cluster terms wait for L_ins to leave chance.
@@ -336,7 +346,9 @@ impl Config {
                 tubelet_size: 8,
                 norm_eps: 1e-5,
                 init: InitScheme::FanIn,
-                position_std: 0.02,
+                // Audio 1.0, video 0.02: docs/RESULTS.md, session 6.
+                position_std: 1.0,
+                video_position_std: Some(0.02),
             },
             data: DataConfig {
                 n_mels: 64,
@@ -366,6 +378,7 @@ impl Config {
                 lambda_cls: 1.0,
                 lambda_conf: 1.0,
                 lambda_fused: 0.0,
+                fused_from_gate: false,
                 warmup_epochs: 5,
                 recluster_every: 3,
                 ramp_epochs: 5,
@@ -407,6 +420,7 @@ impl Config {
                     norm_eps: 1e-6,
                     init: InitScheme::Normal,
                     position_std: 0.02,
+                    video_position_std: None,
                 },
                 data: DataConfig {
                     n_mels: 128,
@@ -585,11 +599,15 @@ impl Config {
                 "diccae.lambda_fused = {w} must be a finite weight, 0 or more"
             ));
         }
-        if !(m.position_std >= 0.0 && m.position_std.is_finite()) {
-            return bad(format!(
-                "model.position_std = {} must be a finite standard deviation, 0 or more",
-                m.position_std
-            ));
+        for (name, std) in [
+            ("position_std", Some(m.position_std)),
+            ("video_position_std", m.video_position_std),
+        ] {
+            if let Some(std) = std.filter(|s| !(*s >= 0.0 && s.is_finite())) {
+                return bad(format!(
+                    "model.{name} = {std} must be a finite standard deviation, 0 or more"
+                ));
+            }
         }
         let t = &self.train;
         if t.batch_size < 2 {

@@ -109,6 +109,7 @@ fn stored_configs_missing_a_newer_knob_behave_as_before_it() {
                 "init",
                 "position_std",
                 "lambda_fused",
+                "fused_from_gate",
                 "steps",
             ]
             .iter()
@@ -125,6 +126,8 @@ fn stored_configs_missing_a_newer_knob_behave_as_before_it() {
     assert_eq!(parsed.model.init, InitScheme::Normal);
     assert_eq!(parsed.model.position_std, 0.02);
     assert_eq!(parsed.diccae.lambda_fused, 0.0, "no fused instance term");
+    assert!(!parsed.diccae.fused_from_gate);
+    assert_eq!(parsed.model.video_position_std, None);
     assert_eq!(
         Config::from_toml(&text).unwrap(),
         base,
@@ -194,6 +197,9 @@ fn epochs_follow_the_dataset_size_when_not_set() {
             .to_string();
         assert!(err.contains("gate_deadline"), "{bad}: {err}");
     }
+    let video = sets(&["model.video_position_std=0.5"]);
+    assert_eq!(video.model.video_position_std, Some(0.5));
+    assert_eq!(Config::from_toml(&video.to_toml().unwrap()).unwrap(), video);
     let init = sets(&["model.init=fan_in"]);
     assert_eq!(init.model.init, InitScheme::FanIn);
     let err = Config::resolve(None, None, &["model.init=xavier".into()])
@@ -205,6 +211,10 @@ fn epochs_follow_the_dataset_size_when_not_set() {
             .unwrap_err()
             .to_string();
         assert!(err.contains("position_std"), "{bad}: {err}");
+        let err = Config::resolve(None, None, &[format!("model.video_position_std={bad}")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("video_position_std"), "{bad}: {err}");
         let err = Config::resolve(None, None, &[format!("diccae.lambda_fused={bad}")])
             .unwrap_err()
             .to_string();

@@ -211,11 +211,17 @@ fn the_gate_exists_only_for_avcl_and_mixes_the_pooled_parts() {
 fn position_embeddings_follow_position_std() {
     let be = CpuBackend::new();
     let mut cfg = Config::preset("tiny").unwrap();
-    for want in [0.02f64, 1.0] {
-        cfg.model.position_std = want as f32;
+    // (position_std, video_position_std) → the audio and the video σ.
+    for (both, video, want) in [
+        (0.02f32, None, [0.02f64, 0.02]),
+        (1.0, None, [1.0, 1.0]),
+        (1.0, Some(0.05f32), [1.0, 0.05]),
+    ] {
+        cfg.model.position_std = both;
+        cfg.model.video_position_std = video;
         let mut store = ParamStore::new(be.clone());
         AvModel::new(&mut store, &cfg.model, &cfg.data, 11).unwrap();
-        for name in ["audio.position", "video.position"] {
+        for (name, want) in ["audio.position", "video.position"].into_iter().zip(want) {
             let p = store.get(store.id(name).unwrap()).to_host(&be).unwrap();
             let n = p.len() as f64;
             let mean = p.iter().map(|&x| f64::from(x)).sum::<f64>() / n;

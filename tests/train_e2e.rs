@@ -369,3 +369,39 @@ fn the_fused_instance_term_adds_to_the_loss_with_its_weight() {
     }
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn the_fused_instance_term_can_wait_for_the_gate() {
+    let out = fresh_dir("fused-from-gate");
+    // L_ins cannot pass a gate at 1 % of chance in three epochs, so the
+    // deadline (half the run: epoch 2) opens it; no ramp.
+    let cfg = small(&[
+        "diccae.lambda_cls=0",
+        "diccae.lambda_conf=0",
+        "diccae.lambda_fused=0.5",
+        "diccae.fused_from_gate=true",
+        "diccae.chance_gate=0.01",
+        "diccae.gate_deadline=0.5",
+        "diccae.warmup_epochs=0",
+        "diccae.ramp_epochs=0",
+        "train.epochs=3",
+    ]);
+    train(&cfg, &opts(&out, None), &Opened::cpu()).unwrap();
+    let records = epoch_records(&out);
+    assert_eq!(records.len(), 3);
+    for r in &records[..2] {
+        assert!(r.get("l_fused").is_none(), "L_fus before the gate: {r}");
+        let (loss, ins) = (r["loss"].as_f64().unwrap(), r["l_ins"].as_f64().unwrap());
+        assert!((loss - ins).abs() < 1e-6 * loss.abs().max(1.0), "{r}");
+    }
+    let r = &records[2];
+    let fused = r["l_fused"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("l_fused not logged after the gate: {r}"));
+    let (loss, ins) = (r["loss"].as_f64().unwrap(), r["l_ins"].as_f64().unwrap());
+    assert!(
+        (loss - ins - 0.5 * fused).abs() < 1e-4 * loss.abs().max(1.0),
+        "loss {loss} ≠ L_ins {ins} + 0.5·L_fus {fused}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -31,16 +31,29 @@ pub struct Encoder {
     norm: Norm,
 }
 
+/// What differs between the audio and the video encoder.
+struct EncoderSpec<'a> {
+    name: &'a str,
+    patch_len: usize,
+    tokens: usize,
+    layers: usize,
+    position_std: f32,
+}
+
 impl Encoder {
     fn new<B: Backend>(
         store: &mut ParamStore<B>,
         rng: &mut SeededRng,
-        name: &str,
         cfg: &ModelConfig,
-        patch_len: usize,
-        tokens: usize,
-        layers: usize,
+        spec: EncoderSpec<'_>,
     ) -> Result<Self> {
+        let EncoderSpec {
+            name,
+            patch_len,
+            tokens,
+            layers,
+            position_std,
+        } = spec;
         let be = store.backend().clone();
         let embed = Linear::new(
             store,
@@ -52,7 +65,7 @@ impl Encoder {
         let pos = Tensor::from_host(
             &be,
             &[tokens, cfg.dim],
-            &normal_vec(rng, tokens * cfg.dim, cfg.position_std),
+            &normal_vec(rng, tokens * cfg.dim, position_std),
         )?;
         let position = store.add(&format!("{name}.position"), pos, false)?;
         let blocks = (0..layers)
@@ -142,20 +155,26 @@ impl AvModel {
         let audio = Encoder::new(
             store,
             &mut rng,
-            "audio",
             model,
-            p * p,
-            audio_tokens,
-            model.audio_layers,
+            EncoderSpec {
+                name: "audio",
+                patch_len: p * p,
+                tokens: audio_tokens,
+                layers: model.audio_layers,
+                position_std: model.position_std,
+            },
         )?;
         let video = Encoder::new(
             store,
             &mut rng,
-            "video",
             model,
-            t * 3 * s * s,
-            video_tokens,
-            model.video_layers,
+            EncoderSpec {
+                name: "video",
+                patch_len: t * 3 * s * s,
+                tokens: video_tokens,
+                layers: model.video_layers,
+                position_std: model.video_position_std.unwrap_or(model.position_std),
+            },
         )?;
         let d = model.dim;
         let mut type_embedding = |name: &str, rng: &mut SeededRng| -> Result<ParamId> {

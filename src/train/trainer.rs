@@ -78,7 +78,8 @@ pub struct EpochRecord {
     pub l_cls: Option<f64>,
     /// Confusion-aware loss L_conf, when active.
     pub l_conf: Option<f64>,
-    /// Fused instance term L_fus, when `diccae.lambda_fused` is positive.
+    /// Fused instance term L_fus, when it trained this epoch (`diccae.lambda_fused`
+    /// positive, and with `diccae.fused_from_gate` once the gate has opened).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub l_fused: Option<f64>,
     /// Weight of L_cls this epoch.
@@ -363,6 +364,11 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
             ),
             _ => (0.0, 0.0, 0.0),
         };
+        let lambda_fused = match state.gate_epoch {
+            _ if avcl || !c.fused_from_gate => c.lambda_fused,
+            Some(g) if epoch >= g => ramp(epoch + 1, g, c.ramp_epochs, c.lambda_fused),
+            _ => 0.0,
+        };
         let lambda_cgra = ramp(
             epoch + 1,
             0,
@@ -443,7 +449,7 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
                     (l_ins, l_ins)
                 };
                 let mut fused_var = None;
-                if !avcl && c.lambda_fused > 0.0 {
+                if !avcl && lambda_fused > 0.0 {
                     // z_a and z_v are targets here (no gradient): the
                     // cross-modal geometry stays L_ins's alone.
                     let za = tape.value(e.z_a).duplicate(&backend)?;
@@ -454,7 +460,7 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
                     let with_video = infonce(&mut tape, e.z_f, zv, c.tau)?;
                     let both = add(&mut tape, with_audio, with_video)?;
                     let l_fused = scale(&mut tape, both, 0.5)?;
-                    let weighted = scale(&mut tape, l_fused, c.lambda_fused)?;
+                    let weighted = scale(&mut tape, l_fused, lambda_fused)?;
                     total = add(&mut tape, total, weighted)?;
                     fused_var = Some(l_fused);
                 }
@@ -622,7 +628,7 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
             l_ins: sums.l_ins / s,
             l_cls: (lambda_cls > 0.0).then_some(sums.l_cls / s),
             l_conf: (lambda_conf > 0.0).then_some(sums.l_conf / s),
-            l_fused: (!avcl && c.lambda_fused > 0.0).then_some(sums.l_fused / s),
+            l_fused: (!avcl && lambda_fused > 0.0).then_some(sums.l_fused / s),
             l_selfcl: avcl.then_some(sums.l_selfcl / s),
             l_cgra: (avcl && lambda_cgra > 0.0).then_some(sums.l_cgra / s),
             lambda_cgra: avcl.then_some(lambda_cgra),
