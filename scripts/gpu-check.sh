@@ -3,8 +3,10 @@
 # `cuda` feature, runs tests/gpu_kernels.rs (every CUDA kernel family against
 # the CPU backend, and 20 training steps on both backends with matching
 # losses), then the kernel benchmarks when benches/ exists (there are none
-# yet), and prints a pass/skip/fail table. Without a usable GPU every test
-# prints why it skipped; the script fails only when a test fails.
+# yet), and prints a pass/skip/fail table. Where `nvidia-smi -L` lists a GPU
+# the tests run with DICCAE_REQUIRE_GPU=1, so a GPU that cannot be opened
+# fails them; elsewhere every test prints why it skipped. The script fails
+# when a test fails.
 #   scripts/gpu-check.sh [VENV_DIR]   (default: .venv-nvcc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +15,9 @@ scripts/nvcc-venv.sh "$venv" > /dev/null
 export VIRTUAL_ENV="$PWD/$venv"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+if nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then
+    export DICCAE_REQUIRE_GPU=1
+fi
 set +e
 cargo test --features cuda --test gpu_kernels -- --nocapture --test-threads=1 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

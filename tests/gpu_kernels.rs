@@ -1,8 +1,9 @@
 //! The GPU tier: every kernel family the CUDA backend implements, against the
 //! CPU backend on random awkward shapes (the shapes of tests/emulated_*.rs,
 //! plus a few wider ones). Built only with `--features cuda`; each test
-//! prints `<test>: skipped: <reason>` and returns when no GPU can be opened
-//! (scripts/gpu-check.sh tabulates passes and skips).
+//! prints `<test>: skipped: <reason>` and returns when no GPU can be opened,
+//! unless `DICCAE_REQUIRE_GPU=1`, when it fails instead (scripts/gpu-check.sh
+//! sets it whenever `nvidia-smi` lists a GPU, and tabulates passes and skips).
 //!
 //! Tolerances (GPU vs CPU, both f32): losses, LSEs, attention outputs and
 //! distances rtol 1e-5 / atol 1e-5; gradients rtol 1e-4 / atol 1e-5
@@ -33,12 +34,16 @@ use diccae_engine::rng::{SeededRng, normal_vec, seeded, uniform_vec};
 use diccae_engine::train::trainer::{TrainOptions, train};
 use rand::Rng;
 
-/// The GPU, or `None` after printing why the test is skipped.
+/// The GPU, or `None` after printing why the test is skipped; with
+/// `DICCAE_REQUIRE_GPU=1` a GPU that cannot be opened fails the test.
 fn gpu(test: &str) -> Option<CudaBackend> {
     match CudaBackend::open(0) {
         Ok(g) => {
             eprintln!("{test}: on {}", g.describe());
             Some(g)
+        }
+        Err(e) if std::env::var("DICCAE_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+            panic!("{test}: DICCAE_REQUIRE_GPU=1 but no GPU could be opened: {e}")
         }
         Err(e) => {
             println!("{test}: skipped: {e}");

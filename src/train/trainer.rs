@@ -365,8 +365,8 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
             _ => (0.0, 0.0, 0.0),
         };
         let lambda_fused = match state.gate_epoch {
-            _ if avcl || !c.fused_from_gate => c.lambda_fused,
-            Some(g) if epoch >= g => ramp(epoch + 1, g, c.ramp_epochs, c.lambda_fused),
+            _ if !c.fused_from_gate => c.lambda_fused,
+            Some(g) if terms_on => ramp(epoch + 1, g, c.ramp_epochs, c.lambda_fused),
             _ => 0.0,
         };
         let lambda_cgra = ramp(
