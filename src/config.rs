@@ -151,6 +151,13 @@ pub struct DiccaeConfig {
     /// cannot slow L_ins's escape from chance; `false` = from the first step.
     #[serde(default)]
     pub fused_from_gate: bool,
+    /// Cap on the cluster terms' gradient: at each step, the gradient of
+    /// `λ_cls·L_cls + λ_conf·L_conf` at the embeddings (z_a, z_v, z_f) is
+    /// scaled down, when needed, so its norm is at most this multiple of
+    /// the instance terms' (L_ins, and L_fus when on). 0 = no cap
+    /// (METHOD.md's plain sum of the terms).
+    #[serde(default)]
+    pub cluster_grad_ratio: f32,
     /// Epochs of L_ins alone before the first clustering round. Rounds run
     /// from then on every `recluster_every` epochs, but only observe until the
     /// gate opens: the cluster terms wait for L_ins to leave chance.
@@ -379,6 +386,7 @@ impl Config {
                 lambda_conf: 1.0,
                 lambda_fused: 0.0,
                 fused_from_gate: false,
+                cluster_grad_ratio: 0.0,
                 warmup_epochs: 5,
                 recluster_every: 3,
                 ramp_epochs: 5,
@@ -593,11 +601,15 @@ impl Config {
                 m.tubelet_frames, d.frames, m.tubelet_size, d.frame_size
             ));
         }
-        let w = self.diccae.lambda_fused;
-        if !(w >= 0.0 && w.is_finite()) {
-            return bad(format!(
-                "diccae.lambda_fused = {w} must be a finite weight, 0 or more"
-            ));
+        for (name, w) in [
+            ("lambda_fused", self.diccae.lambda_fused),
+            ("cluster_grad_ratio", self.diccae.cluster_grad_ratio),
+        ] {
+            if !(w >= 0.0 && w.is_finite()) {
+                return bad(format!(
+                    "diccae.{name} = {w} must be finite, 0 or more (0 = off)"
+                ));
+            }
         }
         for (name, std) in [
             ("position_std", Some(m.position_std)),

@@ -110,6 +110,7 @@ fn stored_configs_missing_a_newer_knob_behave_as_before_it() {
                 "position_std",
                 "lambda_fused",
                 "fused_from_gate",
+                "cluster_grad_ratio",
                 "steps",
             ]
             .iter()
@@ -127,6 +128,7 @@ fn stored_configs_missing_a_newer_knob_behave_as_before_it() {
     assert_eq!(parsed.model.position_std, 0.02);
     assert_eq!(parsed.diccae.lambda_fused, 0.0, "no fused instance term");
     assert!(!parsed.diccae.fused_from_gate);
+    assert_eq!(parsed.diccae.cluster_grad_ratio, 0.0, "no cap");
     assert_eq!(parsed.model.video_position_std, None);
     assert_eq!(
         Config::from_toml(&text).unwrap(),
@@ -219,5 +221,9 @@ fn epochs_follow_the_dataset_size_when_not_set() {
             .unwrap_err()
             .to_string();
         assert!(err.contains("lambda_fused"), "{bad}: {err}");
+        let err = Config::resolve(None, None, &[format!("diccae.cluster_grad_ratio={bad}")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cluster_grad_ratio"), "{bad}: {err}");
     }
 }

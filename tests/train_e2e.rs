@@ -344,6 +344,37 @@ fn gate_deadline_starts_the_cluster_terms_and_epochs_follow_the_data() {
 }
 
 #[test]
+fn the_cluster_gradient_cap_is_logged_where_the_cluster_terms_train() {
+    let out = fresh_dir("cluster-cap");
+    // The gate opens by the deadline after epoch 1 of 4; a cap of 1e-3 of
+    // L_ins's gradient must bind at every step of the last two epochs.
+    let cfg = small(&[
+        "diccae.warmup_epochs=0",
+        "diccae.chance_gate=0.01",
+        "diccae.gate_deadline=0.5",
+        "diccae.min_size_entropy=0",
+        "diccae.cluster_grad_ratio=0.001",
+        "train.epochs=4",
+    ]);
+    train(&cfg, &opts(&out, None), &Opened::cpu()).unwrap();
+    let records = epoch_records(&out);
+    let scales: Vec<Option<f64>> = records
+        .iter()
+        .map(|r| r["cluster_grad_scale"].as_f64())
+        .collect();
+    assert!(
+        scales[..2].iter().all(Option::is_none),
+        "no cluster terms, no scale: {scales:?}"
+    );
+    for s in &scales[2..] {
+        let s = s.expect("the cluster terms trained");
+        assert!(s > 0.0 && s < 1.0, "a binding cap scales down: {s}");
+    }
+    assert!(records[3]["l_cls"].is_number() && records[3]["l_conf"].is_number());
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
 fn the_fused_instance_term_adds_to_the_loss_with_its_weight() {
     let out = fresh_dir("fused-term");
     let cfg = small(&[

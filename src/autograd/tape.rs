@@ -170,24 +170,40 @@ impl<'p, B: Backend> Tape<'p, B> {
     /// Backpropagates from `output` with an explicit seed gradient of the
     /// output's size (vector-Jacobian product).
     pub fn backward_with_seed(&self, output: Var, seed: B::Buf) -> Result<Grads<B>> {
+        self.backward_from(vec![(output, seed)])
+    }
+
+    /// Backpropagates from several values at once, each with its seed
+    /// gradient: the sum of their vector-Jacobian products. This is how a
+    /// loss computed on another tape, from copies of these values, sends its
+    /// gradient back through the ops that produced them.
+    pub fn backward_from(&self, seeds: Vec<(Var, B::Buf)>) -> Result<Grads<B>> {
         if !self.grad_enabled {
             return Err(Error::Autograd("backward on a no-grad tape".into()));
         }
-        let numel = self.value(output).numel();
-        if self.backend.len(&seed) != numel {
-            return Err(Error::Autograd(format!(
-                "seed gradient has {} elements, output has {numel}",
-                self.backend.len(&seed)
-            )));
-        }
         let mut grads: Vec<Option<B::Buf>> = (0..self.values.len()).map(|_| None).collect();
-        if self.requires_grad[output.0] {
-            grads[output.0] = Some(seed);
+        let mut last = 0;
+        for (output, seed) in seeds {
+            let numel = self.value(output).numel();
+            if self.backend.len(&seed) != numel {
+                return Err(Error::Autograd(format!(
+                    "seed gradient has {} elements, output has {numel}",
+                    self.backend.len(&seed)
+                )));
+            }
+            if !self.requires_grad[output.0] {
+                continue;
+            }
+            last = last.max(output.0);
+            match &mut grads[output.0] {
+                Some(acc) => self.backend.axpy(1.0, &seed, acc)?,
+                slot @ None => *slot = Some(seed),
+            }
         }
         for node in self.nodes[..]
             .iter()
             .rev()
-            .skip_while(|n| n.output.0 > output.0)
+            .skip_while(|n| n.output.0 > last)
         {
             let Some(g) = grads[node.output.0].take() else {
                 continue;

@@ -3,6 +3,7 @@
 
 pub mod ablate;
 pub mod clusters;
+pub mod diccae_terms;
 pub mod embed;
 pub mod evaluate;
 pub mod export;

@@ -26,14 +26,14 @@ use crate::error::{Error, Result};
 use crate::kmeans::KMeansConfig;
 use crate::model::{AvModel, Embeddings};
 use crate::ops::cgra::cgra_loss;
-use crate::ops::class_align::class_align;
 use crate::ops::elementwise::{add, scale};
 use crate::ops::infonce::infonce;
-use crate::ops::tokens::{narrow_tokens, reshape, split_tokens};
+use crate::ops::tokens::{reshape, split_tokens};
 use crate::optim::{AdamW, AdamWConfig, WarmupCosine, clip_grad_norm};
 use crate::rng::seeded;
 use crate::tensor::Tensor;
 use crate::train::clusters::{ClusterSnapshot, ClusterState, MODALITIES, RoundInput, joint_space};
+use crate::train::diccae_terms::{ClusterBatch, TermWeights, diccae_terms};
 use crate::train::embed::embed_split;
 use crate::train::evaluate::{Evaluation, evaluate};
 use crate::train::features::{self, Dataset};
@@ -92,6 +92,11 @@ pub struct EpochRecord {
     pub lr: f32,
     /// Mean gradient norm before clipping.
     pub grad_norm: f64,
+    /// With `diccae.cluster_grad_ratio` > 0: the mean factor the cap applied
+    /// to the cluster terms' gradient over the steps they trained (1 = never
+    /// capped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_grad_scale: Option<f64>,
     /// Steps rejected for a non-finite loss or gradient.
     pub rejected_steps: usize,
     /// Training throughput.
@@ -133,8 +138,32 @@ struct EpochSums {
     l_cgra: f64,
     gate: f64,
     grad_norm: f64,
+    cluster_scale: f64,
+    cluster_steps: usize,
     clips: usize,
     rejected: usize,
+}
+
+/// The scalars one step logs.
+#[derive(Default)]
+struct StepScalars {
+    loss: f64,
+    ins: f64,
+    cls: Option<f64>,
+    conf: Option<f64>,
+    fused: Option<f64>,
+    selfcl: Option<f64>,
+    cgra: Option<f64>,
+    cluster_scale: Option<f64>,
+}
+
+/// How a step's gradient reaches the parameters.
+enum Backward<B: Backend> {
+    /// From a loss on the model's tape (AVCL).
+    Of(Var),
+    /// From the objective's gradients at the embeddings (DICCAE, whose terms
+    /// are computed on a tape of their own: `train::diccae_terms`).
+    From(Vec<(Var, B::Buf)>),
 }
 
 /// The shapes of one clip's inputs.
@@ -438,96 +467,62 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
                     &video,
                 )?);
                 let e = model.forward(&mut tape, a, v)?;
-                let (mut selfcl_var, mut cgra_var) = (None, None);
-                let (l_ins, mut total) = if avcl {
+                let (scalars, backward) = if avcl {
                     let terms = avcl_losses(&mut tape, &e, n, &cfg.avcl, lambda_cgra)?;
-                    selfcl_var = Some(terms.selfcl);
-                    cgra_var = terms.cgra;
-                    (terms.ins, terms.total)
+                    let read = |v: Var| scalar(&backend, tape.value(v));
+                    let scalars = StepScalars {
+                        loss: read(terms.total)?,
+                        ins: read(terms.ins)?,
+                        selfcl: Some(read(terms.selfcl)?),
+                        cgra: terms.cgra.map(read).transpose()?,
+                        ..StepScalars::default()
+                    };
+                    (scalars, Backward::<B>::Of(terms.total))
                 } else {
-                    let l_ins = infonce(&mut tape, e.z_a, e.z_v, c.tau)?;
-                    (l_ins, l_ins)
+                    let cluster_batch =
+                        clusters
+                            .as_mut()
+                            .filter(|_| active && n_conf > 0)
+                            .map(|state| ClusterBatch {
+                                state,
+                                idx: &idx[..n_conf],
+                            });
+                    let weights = TermWeights {
+                        tau: c.tau,
+                        tau_c: c.tau_c,
+                        lambda_fused,
+                        lambda_cls,
+                        lambda_conf,
+                        cluster_grad_ratio: c.cluster_grad_ratio,
+                    };
+                    let z = [e.z_a, e.z_v, e.z_f].map(|v| tape.value(v));
+                    let terms = diccae_terms(&store, z, &weights, cluster_batch)?;
+                    let seeds: Vec<_> = [e.z_a, e.z_v, e.z_f]
+                        .into_iter()
+                        .zip(terms.grads)
+                        .filter_map(|(v, g)| g.map(|g| (v, g)))
+                        .collect();
+                    let scalars = StepScalars {
+                        loss: terms.loss,
+                        ins: terms.ins,
+                        cls: terms.cls,
+                        conf: terms.conf,
+                        fused: terms.fused,
+                        cluster_scale: terms.cluster_scale,
+                        ..StepScalars::default()
+                    };
+                    (scalars, Backward::From(seeds))
                 };
-                let mut fused_var = None;
-                if !avcl && lambda_fused > 0.0 {
-                    // z_a and z_v are targets here (no gradient): the
-                    // cross-modal geometry stays L_ins's alone.
-                    let za = tape.value(e.z_a).duplicate(&backend)?;
-                    let za = tape.constant(za);
-                    let zv = tape.value(e.z_v).duplicate(&backend)?;
-                    let zv = tape.constant(zv);
-                    let with_audio = infonce(&mut tape, e.z_f, za, c.tau)?;
-                    let with_video = infonce(&mut tape, e.z_f, zv, c.tau)?;
-                    let both = add(&mut tape, with_audio, with_video)?;
-                    let l_fused = scale(&mut tape, both, 0.5)?;
-                    let weighted = scale(&mut tape, l_fused, lambda_fused)?;
-                    total = add(&mut tape, total, weighted)?;
-                    fused_var = Some(l_fused);
-                }
-                let (mut cls_var, mut conf_var) = (None, None);
-                if let Some(state_c) = clusters.as_mut().filter(|_| active && n_conf > 0) {
-                    let labels = state_c.batch_labels(&backend, &idx[..n_conf])?;
-                    let [za, zv, zf] =
-                        [e.z_a, e.z_v, e.z_f].map(|z| first_rows(&mut tape, z, n_conf));
-                    let (za, zv, zf) = (za?, zv?, zf?);
-                    if lambda_cls > 0.0 {
-                        let la = class_align(
-                            &mut tape,
-                            za,
-                            state_c.prototypes(1),
-                            &labels,
-                            None,
-                            c.tau_c,
-                            None,
-                        )?;
-                        let lv = class_align(
-                            &mut tape,
-                            zv,
-                            state_c.prototypes(0),
-                            &labels,
-                            None,
-                            c.tau_c,
-                            None,
-                        )?;
-                        let both = add(&mut tape, la, lv)?;
-                        let l_cls = scale(&mut tape, both, 0.5)?;
-                        let weighted = scale(&mut tape, l_cls, lambda_cls)?;
-                        total = add(&mut tape, total, weighted)?;
-                        cls_var = Some(l_cls);
-                    }
-                    if lambda_conf > 0.0 {
-                        let (protos, w, confusion) = state_c.confusion_inputs();
-                        let l_conf = class_align(
-                            &mut tape,
-                            zf,
-                            protos,
-                            &labels,
-                            Some(w),
-                            c.tau_c,
-                            Some(confusion),
-                        )?;
-                        let weighted = scale(&mut tape, l_conf, lambda_conf)?;
-                        total = add(&mut tape, total, weighted)?;
-                        conf_var = Some(l_conf);
-                    }
-                }
-                let loss = scalar(&backend, tape.value(total))?;
-                let ins = scalar(&backend, tape.value(l_ins))?;
-                let cls = cls_var
-                    .map(|v| scalar(&backend, tape.value(v)))
-                    .transpose()?;
-                let conf = conf_var
-                    .map(|v| scalar(&backend, tape.value(v)))
-                    .transpose()?;
-                let fused = fused_var
-                    .map(|v| scalar(&backend, tape.value(v)))
-                    .transpose()?;
-                let selfcl = selfcl_var
-                    .map(|v| scalar(&backend, tape.value(v)))
-                    .transpose()?;
-                let cgra = cgra_var
-                    .map(|v| scalar(&backend, tape.value(v)))
-                    .transpose()?;
+                let StepScalars {
+                    loss,
+                    ins,
+                    cls,
+                    conf,
+                    fused,
+                    selfcl,
+                    cgra,
+                    cluster_scale,
+                } = scalars;
                 let gate = match e.gate {
                     Some(g) => {
                         let alpha = tape.value(g).to_host(&backend)?;
@@ -565,7 +560,10 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
                 } else {
                     None
                 };
-                let mut grads = tape.backward(total)?;
+                let mut grads = match backward {
+                    Backward::Of(total) => tape.backward(total)?,
+                    Backward::From(seeds) => tape.backward_from(seeds)?,
+                };
                 drop(tape);
                 let norm = clip_grad_norm(&store, &mut grads, t.grad_clip)?;
                 if !norm.is_finite() {
@@ -598,6 +596,10 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
                 sums.l_cgra += cgra.unwrap_or(0.0);
                 sums.gate += gate;
                 sums.grad_norm += norm;
+                if let Some(f) = cluster_scale {
+                    sums.cluster_scale += f;
+                    sums.cluster_steps += 1;
+                }
                 let rate = sums.clips as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
                 bar.set_message(match selfcl {
                     Some(sc) => format!(
@@ -638,6 +640,8 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
             beta,
             lr,
             grad_norm: sums.grad_norm / s,
+            cluster_grad_scale: (sums.cluster_steps > 0 && c.cluster_grad_ratio > 0.0)
+                .then(|| sums.cluster_scale / sums.cluster_steps as f64),
             rejected_steps: sums.rejected,
             clips_per_second: sums.clips as f64 / seconds.max(1e-9),
             seconds,
@@ -1078,18 +1082,6 @@ fn confident_first(
         gather(&video, v_len),
         n_conf,
     )
-}
-
-/// Rows `0..m` of a `[B, d]` variable (the whole variable when `m = B`).
-fn first_rows<B: Backend>(tape: &mut Tape<'_, B>, z: Var, m: usize) -> Result<Var> {
-    let shape = tape.shape(z).to_vec();
-    if shape.first() == Some(&m) {
-        return Ok(z);
-    }
-    let d = shape.get(1).copied().unwrap_or(1);
-    let t = reshape(tape, z, &[1, shape[0], d])?;
-    let t = narrow_tokens(tape, t, 0, m)?;
-    reshape(tape, t, &[m, d])
 }
 
 /// The terms of one AVCL step.
