@@ -227,3 +227,87 @@ fn epochs_follow_the_dataset_size_when_not_set() {
         assert!(err.contains("cluster_grad_ratio"), "{bad}: {err}");
     }
 }
+
+/// Every leaf key of a TOML table, dotted.
+fn leaf_keys(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) => leaf_keys(t, &key, out),
+            _ => out.push(key),
+        }
+    }
+}
+
+#[test]
+fn every_key_has_a_range_rule() {
+    use diccae_engine::config::rules::KEY_RULES;
+    let ruled: Vec<&str> = KEY_RULES.iter().map(|(k, _)| *k).collect();
+    for preset in ["tiny", "base"] {
+        // video_position_std is optional: set it so its key is listed too.
+        let cfg =
+            Config::resolve(Some(preset), None, &["model.video_position_std=0.1".into()]).unwrap();
+        let table = toml::Table::try_from(&cfg).unwrap();
+        let mut keys = Vec::new();
+        leaf_keys(&table, "", &mut keys);
+        for k in &keys {
+            assert!(
+                ruled.contains(&k.as_str()),
+                "{k} has no rule in config::rules::KEY_RULES"
+            );
+        }
+        for k in &ruled {
+            assert!(keys.iter().any(|x| x == k), "rule for a missing key {k}");
+        }
+    }
+}
+
+#[test]
+fn out_of_range_knobs_are_refused_naming_the_key() {
+    for (set, key) in [
+        ("train.grad_clip=-1", "train.grad_clip"),
+        ("train.grad_clip=0", "train.grad_clip"),
+        ("train.beta1=1.5", "train.beta1"),
+        ("train.beta2=1", "train.beta2"),
+        ("train.weight_decay=-5", "train.weight_decay"),
+        ("train.min_lr=0.1", "train.min_lr"),
+        ("train.warmup_epochs=nan", "train.warmup_epochs"),
+        ("train.lr=inf", "train.lr"),
+        ("diccae.lambda_conf=nan", "diccae.lambda_conf"),
+        ("diccae.lambda_cls=-1", "diccae.lambda_cls"),
+        ("diccae.kmeans_iters=0", "diccae.kmeans_iters"),
+        ("diccae.proto_momentum=1", "diccae.proto_momentum"),
+        ("diccae.min_size_entropy=2", "diccae.min_size_entropy"),
+        ("model.mlp_ratio=0", "model.mlp_ratio"),
+        ("model.dim=0", "model.dim"),
+        ("model.proj_dim=0", "model.proj_dim"),
+        ("model.norm_eps=0", "model.norm_eps"),
+        ("eval.knn_k=0", "eval.knn_k"),
+        ("eval.probe_epochs=0", "eval.probe_epochs"),
+        (
+            "data.synthetic_test_per_class=0",
+            "data.synthetic_test_per_class",
+        ),
+        ("data.synthetic_classes=1", "data.synthetic_classes"),
+        ("avcl.augment.flip_prob=1.5", "flip_prob"),
+    ] {
+        let err = Config::resolve(None, None, &[set.into()])
+            .expect_err(set)
+            .to_string();
+        assert!(err.contains(key), "{set}: {err}");
+    }
+    // The edges of each range are accepted.
+    for set in [
+        "train.beta1=0",
+        "train.min_lr=0.001",
+        "diccae.lambda_conf=0",
+        "diccae.min_size_entropy=1",
+        "diccae.gate_deadline=1",
+    ] {
+        Config::resolve(None, None, &[set.into()]).expect(set);
+    }
+}

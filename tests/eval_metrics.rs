@@ -131,3 +131,35 @@ fn purity_is_many_to_one_and_not_capped_by_overclustering() {
         assert!((purity(&pred, &truth) - hits as f64 / 30.0).abs() < 1e-12);
     }
 }
+
+#[test]
+fn ties_and_non_finite_scores_count_as_misses() {
+    // A collapsed model: every score equal. Counted against the truth, no
+    // row is a hit at k < classes, however the labels fall.
+    let constant = [0.5f32; 12];
+    assert_eq!(top_k_accuracy(&constant, 4, &[0, 1, 2], 1), 0.0);
+    assert_eq!(top_k_accuracy(&constant, 4, &[0, 1, 2], 3), 0.0);
+    assert_eq!(
+        top_k_accuracy(&constant, 4, &[0, 1, 2], 4),
+        1.0,
+        "k = classes"
+    );
+    // The truth tied with one other class: a miss at k = 1, a hit at k = 2.
+    let tied = [0.9f32, 0.9, 0.1];
+    assert_eq!(top_k_accuracy(&tied, 3, &[0], 1), 0.0);
+    assert_eq!(top_k_accuracy(&tied, 3, &[1], 1), 0.0);
+    assert_eq!(top_k_accuracy(&tied, 3, &[0], 2), 1.0);
+    // NaN: a NaN truth score is a miss; a NaN elsewhere ranks above the truth.
+    let nan = [f32::NAN, 0.2, 0.1];
+    assert_eq!(top_k_accuracy(&nan, 3, &[0], 3), 0.0);
+    assert_eq!(top_k_accuracy(&nan, 3, &[1], 1), 0.0);
+    assert_eq!(top_k_accuracy(&nan, 3, &[1], 2), 1.0);
+    // Retrieval over identical candidates (test clips with identical
+    // frames): every similarity ties, so R@1 is 0, not 100 %.
+    let same = [0.3f32; 9];
+    assert_eq!(recall_at_k(&same, 3, 1), 0.0);
+    assert_eq!(recall_at_k(&same, 3, 3), 1.0);
+    let mut with_nan = [0.9f32, 0.1, 0.0, 0.8, 0.2, 0.1, 0.0, 0.3, 0.7];
+    with_nan[4] = f32::NAN;
+    assert!((recall_at_k(&with_nan, 3, 1) - 2.0 / 3.0).abs() < 1e-12);
+}

@@ -64,6 +64,8 @@ fn built_in_data_run_writes_every_output() {
     assert_eq!(epochs, 3);
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("linear probe") && report.contains("plots/losses.png"));
+    // `small` sets eval.knn_k = 5: the report names the k that ran.
+    assert!(report.contains("kNN (k=5)"), "{report}");
 
     // `eval` on the run directory reproduces the final evaluation.
     let again =

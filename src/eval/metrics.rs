@@ -108,8 +108,26 @@ pub fn purity(pred: &[usize], truth: &[usize]) -> f64 {
     majority / pred.len() as f64
 }
 
+/// Whether `row[truth]` is among the `k` highest entries of `row`, counted
+/// against the truth: every other entry that ties it or is not a number
+/// ranks above it, and a truth score that is not finite is a miss. So a
+/// collapsed model (constant, tied or NaN scores) scores 0, never 100 %.
+fn truth_in_top_k(row: &[f32], truth: usize, k: usize) -> bool {
+    let s = row[truth];
+    if !s.is_finite() {
+        return false;
+    }
+    let above = row
+        .iter()
+        .enumerate()
+        .filter(|&(j, &v)| j != truth && !(v < s))
+        .count();
+    above < k
+}
+
 /// Fraction of rows whose true label is among the `k` highest scores
-/// (`scores` is `n × classes`, row-major).
+/// (`scores` is `n × classes`, row-major); ties and NaN count as misses
+/// (see `truth_in_top_k`).
 pub fn top_k_accuracy(scores: &[f32], classes: usize, truth: &[usize], k: usize) -> f64 {
     let n = truth.len();
     assert_eq!(scores.len(), n * classes, "scores must be n × classes");
@@ -119,17 +137,14 @@ pub fn top_k_accuracy(scores: &[f32], classes: usize, truth: &[usize], k: usize)
     let hits = scores
         .chunks_exact(classes)
         .zip(truth)
-        .filter(|&(row, &y)| {
-            let s = row[y];
-            // Rank = number of classes scoring strictly higher (ties favour the truth).
-            row.iter().filter(|&&v| v > s).count() < k
-        })
+        .filter(|&(row, &y)| truth_in_top_k(row, y, k))
         .count();
     hits as f64 / n as f64
 }
 
 /// Recall@k of cross-modal retrieval: `sim` is `n × n` with `sim[i][j]` the
-/// similarity of query i to candidate j, and candidate i is query i's match.
+/// similarity of query i to candidate j, and candidate i is query i's match;
+/// ties and NaN count as misses (see `truth_in_top_k`).
 pub fn recall_at_k(sim: &[f32], n: usize, k: usize) -> f64 {
     assert_eq!(sim.len(), n * n, "similarity matrix must be n × n");
     if n == 0 {
@@ -138,10 +153,7 @@ pub fn recall_at_k(sim: &[f32], n: usize, k: usize) -> f64 {
     let hits = sim
         .chunks_exact(n)
         .enumerate()
-        .filter(|(i, row)| {
-            let s = row[*i];
-            row.iter().filter(|&&v| v > s).count() < k
-        })
+        .filter(|(i, row)| truth_in_top_k(row, *i, k))
         .count();
     hits as f64 / n as f64
 }

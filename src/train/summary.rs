@@ -69,6 +69,11 @@ pub struct WeightSummary {
     pub mean_offdiag: f64,
 }
 
+/// `knn_k` of summaries written before it was stored (all used k = 20).
+fn default_knn_k() -> usize {
+    20
+}
+
 /// Everything `summary.json` holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -90,6 +95,9 @@ pub struct Summary {
     pub test_clips: usize,
     /// Clips that could not be decoded.
     pub skipped_clips: usize,
+    /// `eval.knn_k`: the neighbours of the kNN classifier.
+    #[serde(default = "default_knn_k")]
+    pub knn_k: usize,
     /// Class names.
     pub classes: Vec<String>,
     /// Final evaluation (flattened into the top level).
@@ -165,6 +173,7 @@ impl Summary {
             train_clips: data.train.len(),
             test_clips: data.test.len(),
             skipped_clips: data.skipped.len(),
+            knn_k: cfg.eval.knn_k,
             classes: data.classes.clone(),
             eval,
             random_init,
@@ -184,6 +193,7 @@ impl Summary {
         let pct = |v: f64| format!("{:6.1}%", 100.0 * v);
         let mut s = String::new();
         let _ = writeln!(s, "{:<34} {:>9} {:>12}", "", "pretrained", "random init");
+        let knn = format!("kNN (k={}), fused top-1", self.knn_k);
         let rows: Vec<(&str, Option<f64>, Option<f64>)> = vec![
             (
                 "linear probe, fused top-1",
@@ -206,7 +216,7 @@ impl Summary {
                 self.random_init.linear_probe.map(|p| p.fused.top5),
             ),
             (
-                "kNN (k=20), fused top-1",
+                &knn,
                 self.eval.knn.map(|k| k.fused.top1),
                 self.random_init.knn.map(|k| k.fused.top1),
             ),

@@ -6,6 +6,8 @@
 //! are errors that name the key, so a typo never silently falls back to a
 //! default. The resolved configuration is saved with each run.
 
+pub mod rules;
+
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -571,29 +573,31 @@ impl Config {
         t.steps.div_ceil(per_epoch).max(1)
     }
 
-    /// Checks the relations between knobs.
+    /// Checks every key's range ([`rules::KEY_RULES`]) and the relations
+    /// between knobs.
     pub fn validate(&self) -> Result<()> {
         let bad = |d: String| Err(Error::invalid("config", d));
+        let table = toml::Table::try_from(self)
+            .map_err(|e| Error::invalid("config", format!("cannot encode: {e}")))?;
+        if let Some(why) = rules::check(&table) {
+            return bad(why);
+        }
         let m = &self.model;
-        if m.heads == 0 || !m.dim.is_multiple_of(m.heads) {
+        if !m.dim.is_multiple_of(m.heads) {
             return bad(format!(
                 "model.heads = {} must divide model.dim = {}",
                 m.heads, m.dim
             ));
         }
         let d = &self.data;
-        if m.audio_patch == 0
-            || !d.n_mels.is_multiple_of(m.audio_patch)
-            || !d.audio_frames.is_multiple_of(m.audio_patch)
+        if !d.n_mels.is_multiple_of(m.audio_patch) || !d.audio_frames.is_multiple_of(m.audio_patch)
         {
             return bad(format!(
                 "model.audio_patch = {} must divide data.n_mels = {} and data.audio_frames = {}",
                 m.audio_patch, d.n_mels, d.audio_frames
             ));
         }
-        if m.tubelet_frames == 0
-            || m.tubelet_size == 0
-            || !d.frames.is_multiple_of(m.tubelet_frames)
+        if !d.frames.is_multiple_of(m.tubelet_frames)
             || !d.frame_size.is_multiple_of(m.tubelet_size)
         {
             return bad(format!(
@@ -601,86 +605,18 @@ impl Config {
                 m.tubelet_frames, d.frames, m.tubelet_size, d.frame_size
             ));
         }
-        for (name, w) in [
-            ("lambda_fused", self.diccae.lambda_fused),
-            ("cluster_grad_ratio", self.diccae.cluster_grad_ratio),
-        ] {
-            if !(w >= 0.0 && w.is_finite()) {
-                return bad(format!(
-                    "diccae.{name} = {w} must be finite, 0 or more (0 = off)"
-                ));
-            }
-        }
-        for (name, std) in [
-            ("position_std", Some(m.position_std)),
-            ("video_position_std", m.video_position_std),
-        ] {
-            if let Some(std) = std.filter(|s| !(*s >= 0.0 && s.is_finite())) {
-                return bad(format!(
-                    "model.{name} = {std} must be a finite standard deviation, 0 or more"
-                ));
-            }
-        }
         let t = &self.train;
-        if t.batch_size < 2 {
-            return bad(format!(
-                "train.batch_size = {} (contrastive learning needs at least 2)",
-                t.batch_size
-            ));
-        }
         if t.epochs == 0 && t.steps == 0 {
             return bad("train.epochs = 0 chooses the epochs from train.steps, which must then be at least 1".into());
         }
-        if !(t.lr > 0.0 && t.lr.is_finite()) {
-            return bad(format!("train.lr = {} must be positive", t.lr));
-        }
-        let c = &self.diccae;
-        if !(c.tau > 0.0 && c.tau_c > 0.0) {
+        if t.min_lr > t.lr {
             return bad(format!(
-                "diccae.tau = {} and diccae.tau_c = {} must be positive",
-                c.tau, c.tau_c
+                "train.min_lr = {} must not exceed train.lr = {} (the schedule decays from lr to min_lr)",
+                t.min_lr, t.lr
             ));
         }
-        if !(c.clusters_per_class > 0.0 && c.clusters_per_class.is_finite()) {
-            return bad(format!(
-                "diccae.clusters_per_class = {} must be positive",
-                c.clusters_per_class
-            ));
-        }
-        if !(c.gate_deadline > 0.0 && c.gate_deadline <= 1.0) {
-            return bad(format!(
-                "diccae.gate_deadline = {} must be in (0, 1]",
-                c.gate_deadline
-            ));
-        }
-        if c.recluster_every == 0 {
-            return bad("diccae.recluster_every must be at least 1".into());
-        }
-        if !(c.confident_fraction > 0.0 && c.confident_fraction <= 1.0) {
-            return bad(format!(
-                "diccae.confident_fraction = {} must be in (0, 1]",
-                c.confident_fraction
-            ));
-        }
-        let a = &self.avcl;
-        for (key, v) in [
-            ("avcl.cgra_tau", a.cgra_tau),
-            ("avcl.selfcl_tau", a.selfcl_tau),
-            ("avcl.cross_tau", a.cross_tau),
-        ] {
-            if !(v > 0.0 && v.is_finite()) {
-                return bad(format!("{key} = {v} must be positive"));
-            }
-        }
-        for (key, v) in [
-            ("avcl.lambda_cgra", a.lambda_cgra),
-            ("avcl.lambda_cross", a.lambda_cross),
-        ] {
-            if !(v >= 0.0 && v.is_finite()) {
-                return bad(format!("{key} = {v} must be zero or positive"));
-            }
-        }
-        a.augment
+        self.avcl
+            .augment
             .validate()
             .map_err(|e| Error::invalid("config", format!("avcl.augment: {e}")))?;
         Ok(())
