@@ -126,6 +126,60 @@ pub fn save(dir: &Path, name: &str, ckpt: &Checkpoint) -> Result<PathBuf> {
     Ok(target)
 }
 
+/// Removes the temporary directories of checkpoint writes that never
+/// finished (a kill or a full disk mid-write) from `dir`; returns how many.
+/// A missing `dir` has none.
+pub fn remove_temporaries(dir: &Path) -> Result<usize> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err(dir, "cannot list", e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| io_err(dir, "cannot list", e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(".tmp-") && name != format!(".{LATEST_FILE}.tmp") {
+            continue;
+        }
+        let path = entry.path();
+        let result = if path.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        result.map_err(|e| io_err(&path, "cannot remove the unfinished write", e))?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+/// Deletes all but the newest `keep` checkpoints `epoch-*` in `dir` (by
+/// name, which orders them by epoch); the one `latest` names is always kept.
+/// Returns how many were deleted.
+pub fn prune(dir: &Path, keep: usize) -> Result<usize> {
+    let newest = latest(dir)?;
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map_err(|e| io_err(dir, "cannot list", e))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("epoch-"))
+        .collect();
+    names.sort();
+    let excess = names.len().saturating_sub(keep.max(1));
+    let mut removed = 0;
+    for name in &names[..excess] {
+        let path = dir.join(name);
+        if newest.as_deref() == Some(path.as_path()) {
+            continue;
+        }
+        fs::remove_dir_all(&path)
+            .map_err(|e| io_err(&path, "cannot remove an old checkpoint", e))?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
 /// The newest complete checkpoint in `dir`, if any.
 pub fn latest(dir: &Path) -> Result<Option<PathBuf>> {
     let p = dir.join(LATEST_FILE);

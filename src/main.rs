@@ -93,6 +93,9 @@ struct TrainArgs {
     /// Continue the run in --out from its latest checkpoint (with the run's own config.toml).
     #[arg(long, requires = "out")]
     resume: bool,
+    /// Replace the run already in --out (its checkpoints, logs and reports); without it, train refuses to write over a run.
+    #[arg(long, requires = "out", conflicts_with = "resume")]
+    overwrite: bool,
     /// Print the resolved configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -298,6 +301,7 @@ fn run_train(args: TrainArgs) -> diccae_engine::Result<()> {
             data: args.data,
             resume: args.resume,
             quiet: false,
+            overwrite: args.overwrite,
         },
         &backend,
     )?;

@@ -111,6 +111,7 @@ fn stored_configs_missing_a_newer_knob_behave_as_before_it() {
                 "lambda_fused",
                 "fused_from_gate",
                 "cluster_grad_ratio",
+                "keep_checkpoints",
                 "steps",
             ]
             .iter()
@@ -129,6 +130,7 @@ fn stored_configs_missing_a_newer_knob_behave_as_before_it() {
     assert_eq!(parsed.diccae.lambda_fused, 0.0, "no fused instance term");
     assert!(!parsed.diccae.fused_from_gate);
     assert_eq!(parsed.diccae.cluster_grad_ratio, 0.0, "no cap");
+    assert_eq!(parsed.train.keep_checkpoints, 0, "every checkpoint kept");
     assert_eq!(parsed.model.video_position_std, None);
     assert_eq!(
         Config::from_toml(&text).unwrap(),

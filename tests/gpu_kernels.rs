@@ -1084,6 +1084,7 @@ fn twenty_step_losses(backend: &Opened, dir: &std::path::Path) -> Vec<f64> {
         data: None,
         resume: false,
         quiet: true,
+        overwrite: false,
     };
     train(&cfg, &opts, backend).unwrap();
     let log = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();

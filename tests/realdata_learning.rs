@@ -56,6 +56,7 @@ fn defaults_learn_on_real_speech_and_digits() {
         data: Some(manifest),
         resume: false,
         quiet: true,
+        overwrite: false,
     };
     let outcome = train(&cfg, &opts, &Opened::cpu()).unwrap();
     let s = &outcome.summary;

@@ -126,6 +126,10 @@ pub struct TrainConfig {
     pub grad_clip: f64,
     /// Seed of initialisation, data order and augmentation.
     pub seed: u64,
+    /// Checkpoints kept in the run's `checkpoints/`: the newest this many
+    /// (the one `latest` names always among them); 0 keeps every epoch's.
+    #[serde(default)]
+    pub keep_checkpoints: usize,
 }
 
 /// The DICCAE objective (METHOD.md §3).
@@ -380,6 +384,7 @@ impl Config {
                 beta2: 0.999,
                 grad_clip: 1.0,
                 seed: 0,
+                keep_checkpoints: 3,
             },
             diccae: DiccaeConfig {
                 tau: 0.07,

@@ -93,6 +93,7 @@ pub const KEY_RULES: &[(&str, Rule)] = &[
     ("train.beta2", Rule::BelowOne),
     ("train.grad_clip", Rule::Positive),
     ("train.seed", Rule::Free),
+    ("train.keep_checkpoints", Rule::Free),
     ("diccae.tau", Rule::Positive),
     ("diccae.tau_c", Rule::Positive),
     ("diccae.lambda_cls", Rule::NonNegative),

@@ -120,7 +120,7 @@ fn truth_in_top_k(row: &[f32], truth: usize, k: usize) -> bool {
     let above = row
         .iter()
         .enumerate()
-        .filter(|&(j, &v)| j != truth && !(v < s))
+        .filter(|&(j, &v)| j != truth && v.partial_cmp(&s) != Some(std::cmp::Ordering::Less))
         .count();
     above < k
 }

@@ -180,6 +180,7 @@ pub fn ablate(plan: &AblationPlan<'_>, backend: &Opened) -> Result<String> {
                     data: plan.data.clone(),
                     resume: false,
                     quiet: true,
+                    overwrite: false,
                 },
                 backend,
             )?;

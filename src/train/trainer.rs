@@ -51,6 +51,86 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Print nothing but errors (used by `ablate`).
     pub quiet: bool,
+    /// Replace a run already in `out` (its checkpoints, logs and reports)
+    /// instead of refusing to train over it.
+    pub overwrite: bool,
+}
+
+/// What a training run writes into its directory: a directory holding any
+/// of these holds a run, which `train` continues only with `--resume` and
+/// replaces only with `--overwrite`.
+const RUN_FILES: [&str; 7] = [
+    "checkpoints",
+    "metrics.jsonl",
+    "config.toml",
+    "summary.json",
+    "report.md",
+    "plots",
+    "skipped.txt",
+];
+
+/// The data a run trains on, recorded in its checkpoints so that `--resume`
+/// refuses other data: the manifest as given and its size and CRC-32, or no
+/// manifest for the built-in dataset (which the configuration determines).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct DataIdentity {
+    manifest: Option<String>,
+    bytes: u64,
+    crc32: u32,
+}
+
+impl DataIdentity {
+    /// The identity of `data` (a manifest file or a directory holding one).
+    fn of(data: Option<&Path>) -> Result<Self> {
+        let Some(given) = data else {
+            return Ok(DataIdentity {
+                manifest: None,
+                bytes: 0,
+                crc32: 0,
+            });
+        };
+        let file = if given.is_dir() {
+            given.join(crate::data::manifest::MANIFEST_FILE_NAME)
+        } else {
+            given.to_path_buf()
+        };
+        let bytes = std::fs::read(&file).map_err(|e| Error::Io {
+            path: file.display().to_string(),
+            detail: format!("cannot read the manifest: {e}"),
+        })?;
+        Ok(DataIdentity {
+            manifest: Some(given.display().to_string()),
+            bytes: bytes.len() as u64,
+            crc32: crc32fast::hash(&bytes),
+        })
+    }
+
+    /// Refuses to resume a run whose checkpoint `state` recorded other data
+    /// than this (checkpoints from before the record are not checked).
+    fn check_resume(&self, state: &serde_json::Value) -> Result<()> {
+        let Some(saved) = state.get("data").filter(|v| !v.is_null()) else {
+            return Ok(());
+        };
+        let saved: DataIdentity = serde_json::from_value(saved.clone()).map_err(|e| {
+            Error::Training(format!("cannot resume: the checkpoint's data record: {e}"))
+        })?;
+        let refuse = |d: String| Err(Error::Training(format!("cannot resume: {d}")));
+        match (&saved.manifest, &self.manifest) {
+            (Some(m), None) => refuse(format!(
+                "this run trained on {m}, not on the built-in data; resume with --data {m}"
+            )),
+            (None, Some(g)) => refuse(format!(
+                "this run trained on the built-in data, not on {g}; resume without --data"
+            )),
+            (Some(m), Some(g)) if (saved.bytes, saved.crc32) != (self.bytes, self.crc32) => {
+                refuse(format!(
+                    "{g} ({} bytes, CRC-32 {:08x}) is not the manifest this run trained on ({m}: {} bytes, CRC-32 {:08x}); the run's pseudo-labels and data order index that manifest's clips, so resume with it, or start a new run",
+                    self.bytes, self.crc32, saved.bytes, saved.crc32
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Means of one epoch's logged values.
@@ -225,6 +305,16 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
         detail: format!("cannot create the run directory: {e}"),
     })?;
     let ckpt_dir = out.join("checkpoints");
+    let unfinished = checkpoint::remove_temporaries(&ckpt_dir)?;
+    if unfinished > 0 {
+        say(
+            opts,
+            format!(
+                "removed {unfinished} unfinished checkpoint write(s) from {}",
+                ckpt_dir.display()
+            ),
+        );
+    }
     let resume_from = if opts.resume {
         Some(checkpoint::latest(&ckpt_dir)?.ok_or_else(|| {
             Error::Training(format!(
@@ -233,10 +323,33 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
             ))
         })?)
     } else {
+        let held: Vec<&str> = RUN_FILES
+            .iter()
+            .copied()
+            .filter(|f| out.join(f).exists())
+            .collect();
+        if !held.is_empty() && !opts.overwrite {
+            return Err(Error::Training(format!(
+                "{} already holds a run ({}); continue it with --resume, replace it with --overwrite, or choose another --out",
+                out.display(),
+                held.join(", ")
+            )));
+        }
+        for f in held {
+            let p = out.join(f);
+            let removed = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+            removed.map_err(|e| Error::Io {
+                path: p.display().to_string(),
+                detail: format!("--overwrite: cannot remove the old run's file: {e}"),
+            })?;
+        }
         None
     };
     let dataset = features::load(cfg, opts.data.as_deref())?;
-    report_dataset(opts, out, &dataset)?;
     if dataset.train.len() < 2 {
         return Err(Error::Training(format!(
             "{} has {} usable training clips; contrastive learning needs at least 2",
@@ -244,7 +357,7 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
             dataset.train.len()
         )));
     }
-    write_text(&out.join("config.toml"), &cfg.to_toml()?)?;
+    let identity = DataIdentity::of(opts.data.as_deref())?;
 
     let mut store = ParamStore::new(backend.clone());
     let model = AvModel::for_config(&mut store, cfg)?;
@@ -260,6 +373,7 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
     let mut clusters: Option<ClusterState<B>> = None;
     if let Some(path) = &resume_from {
         let ckpt = checkpoint::load(path)?;
+        identity.check_resume(&ckpt.state)?;
         state = restore(&ckpt, &mut store, &mut opt, &mut clusters, cfg)?;
         say(
             opts,
@@ -270,6 +384,10 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
             ),
         );
     }
+    // Written only now, once a resume has been checked: a refused resume
+    // leaves the run directory as it was.
+    report_dataset(opts, out, &dataset)?;
+    write_text(&out.join("config.toml"), &cfg.to_toml()?)?;
     let mut metrics = MetricsLog::open(&out.join("metrics.jsonl"), state.epochs_done)?;
     let n_params = store.numel();
     say(
@@ -710,7 +828,7 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
             &opt,
             clusters.as_ref(),
             &state,
-            cfg,
+            (cfg, &identity),
             started,
         )?;
     }
@@ -794,6 +912,7 @@ fn evaluate_checkpoint_on<B: Backend>(backend: B, job: &EvalJob<'_>) -> Result<S
         data: data.map(Path::to_path_buf),
         resume: false,
         quiet: job.quiet,
+        overwrite: false,
     };
     std::fs::create_dir_all(out).map_err(|e| Error::Io {
         path: out.display().to_string(),
@@ -899,7 +1018,7 @@ fn save_checkpoint<B: Backend>(
     opt: &AdamW<B>,
     clusters: Option<&ClusterState<B>>,
     state: &RunState,
-    cfg: &Config,
+    (cfg, data): (&Config, &DataIdentity),
     started: Instant,
 ) -> Result<()> {
     let be = store.backend();
@@ -964,6 +1083,7 @@ fn save_checkpoint<B: Backend>(
     let body = json!({
         "format": "diccae-engine checkpoint 1",
         "config": cfg.to_toml()?,
+        "data": data,
         "run": saved,
         "adam_step": opt.step_count(),
         "cluster": snapshot.map(|s| json!({ "k": s.k, "dim": s.dim, "labels": s.labels, "confident": s.confident, "rounds": s.rounds })),
@@ -976,6 +1096,9 @@ fn save_checkpoint<B: Backend>(
             state: body,
         },
     )?;
+    if cfg.train.keep_checkpoints > 0 {
+        checkpoint::prune(dir, cfg.train.keep_checkpoints)?;
+    }
     Ok(())
 }
 

@@ -49,6 +49,7 @@ pub fn opts(out: &Path, data: Option<PathBuf>) -> TrainOptions {
         data,
         resume: false,
         quiet: true,
+        overwrite: false,
     }
 }
 
