@@ -5,8 +5,9 @@
 //! ```text
 //! checkpoints/
 //!   epoch-0003/tensors.safetensors   weights, optimiser moments, prototypes, W
-//!   epoch-0003/state.json            epoch, step, config, RNG, ... and the
-//!                                    byte length and CRC-32 of tensors.safetensors
+//!   epoch-0003/state.json            epoch, step, config, RNG, ... the byte
+//!                                    length and CRC-32 of tensors.safetensors,
+//!                                    and the CRC-32 of the state itself
 //!   latest                           the name of the newest complete checkpoint
 //! ```
 //! A checkpoint is written into a hidden temporary directory, flushed to
@@ -45,6 +46,16 @@ pub struct Checkpoint {
 const TENSORS_FILE: &str = "tensors.safetensors";
 const STATE_FILE: &str = "state.json";
 const LATEST_FILE: &str = "latest";
+/// The key of `state.json` holding the CRC-32 of the rest of the state.
+const STATE_CRC_KEY: &str = "state_crc32";
+
+/// CRC-32 of `state` in its compact JSON form (object keys sorted), the
+/// form both `save` and `load` compute it on.
+fn state_checksum(state: &Value, path: &Path) -> Result<u32> {
+    let text = serde_json::to_string(state)
+        .map_err(|e| corrupt(path, format!("cannot encode state: {e}")))?;
+    Ok(crc32fast::hash(text.as_bytes()))
+}
 
 fn io_err(path: &Path, what: &str, e: std::io::Error) -> Error {
     Error::Checkpoint {
@@ -104,6 +115,10 @@ pub fn save(dir: &Path, name: &str, ckpt: &Checkpoint) -> Result<PathBuf> {
     };
     obj.insert("tensors_bytes".into(), Value::from(blob.len() as u64));
     obj.insert("tensors_crc32".into(), Value::from(crc32fast::hash(&blob)));
+    let state_crc = state_checksum(&state, dir)?;
+    if let Some(obj) = state.as_object_mut() {
+        obj.insert(STATE_CRC_KEY.into(), Value::from(state_crc));
+    }
     let state_text = serde_json::to_string_pretty(&state)
         .map_err(|e| corrupt(dir, format!("cannot encode state: {e}")))?;
 
@@ -206,6 +221,18 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             format!("not valid JSON ({e}); the file is damaged or truncated, refusing to load"),
         )
     })?;
+    let obj = state
+        .as_object_mut()
+        .ok_or_else(|| corrupt(&state_path, "state is not a JSON object"))?;
+    // Checkpoints written before the state had its own checksum have none.
+    if let Some(want) = obj.remove(STATE_CRC_KEY) {
+        if want.as_u64() != Some(u64::from(state_checksum(&state, &state_path)?)) {
+            return Err(corrupt(
+                &state_path,
+                "checksum mismatch: the file was edited or damaged; refusing to load",
+            ));
+        }
+    }
     let obj = state
         .as_object_mut()
         .ok_or_else(|| corrupt(&state_path, "state is not a JSON object"))?;

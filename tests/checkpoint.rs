@@ -85,3 +85,35 @@ fn truncated_or_damaged_checkpoints_are_refused() {
     assert!(err.contains("epoch-9999"), "{err}");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn an_edited_state_is_refused() {
+    let d = dir("edited");
+    let p = save(&d, "epoch-0001", &sample(1)).unwrap();
+    let state = p.join("state.json");
+    let text = std::fs::read_to_string(&state).unwrap();
+    // Each edit keeps the file valid JSON: a changed value, a deleted key,
+    // an added key.
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["epoch"] = serde_json::json!(1_000_000);
+    let changed = serde_json::to_string_pretty(&v).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v.as_object_mut().unwrap().remove("note");
+    let deleted = serde_json::to_string_pretty(&v).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["extra"] = serde_json::json!(true);
+    let added = serde_json::to_string_pretty(&v).unwrap();
+    for edited in [changed, deleted, added] {
+        std::fs::write(&state, &edited).unwrap();
+        let err = load(&p).unwrap_err().to_string();
+        assert!(
+            err.contains("state.json") && err.contains("edited"),
+            "{err}"
+        );
+    }
+    // Formatting alone (the same values, written compactly) is no edit.
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    std::fs::write(&state, serde_json::to_string(&v).unwrap()).unwrap();
+    assert_eq!(load(&p).unwrap(), sample(1));
+    let _ = std::fs::remove_dir_all(&d);
+}

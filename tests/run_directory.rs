@@ -163,3 +163,48 @@ fn old_checkpoints_are_pruned_and_unfinished_writes_cleared() {
     let _ = std::fs::remove_dir_all(&out);
     let _ = std::fs::remove_dir_all(&all);
 }
+
+#[test]
+fn a_checkpoint_whose_state_disagrees_with_itself_is_refused() {
+    use diccae_engine::checkpoint::{load, save};
+    let out = fresh_dir("inconsistent");
+    let cfg = small(&["train.epochs=2"]);
+    train(&cfg, &opts(&out, None), &Opened::cpu()).unwrap();
+    let ckpts = out.join("checkpoints");
+    let good = load(&ckpts).unwrap();
+    // Written through `save`, so the checksums hold and only the range
+    // checks can catch these.
+    for (path, value, expect) in [
+        (
+            "/run/epochs_done",
+            serde_json::json!(1_000_000),
+            "inconsistent",
+        ),
+        ("/run/steps_done", serde_json::json!(3), "inconsistent"),
+        ("/adam_step", serde_json::Value::Null, "adam_step"),
+    ] {
+        let mut bad = good.clone();
+        *bad.state.pointer_mut(path).unwrap() = value;
+        save(&ckpts, "epoch-0002", &bad).unwrap();
+        let err = train(&cfg, &resume_opts(&out, None), &Opened::cpu())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expect), "{path}: {err}");
+    }
+    // epochs_done beyond the run's epochs, with a matching history.
+    let mut long = good.clone();
+    let history = long.state["run"]["history"].as_array().unwrap().clone();
+    let mut more = history.clone();
+    more.extend(history);
+    long.state["run"]["history"] = serde_json::json!(more);
+    long.state["run"]["epochs_done"] = serde_json::json!(4);
+    save(&ckpts, "epoch-0002", &long).unwrap();
+    let err = train(&cfg, &resume_opts(&out, None), &Opened::cpu())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("after epoch 4") && err.contains("2 epochs"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

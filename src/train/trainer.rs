@@ -374,7 +374,8 @@ fn train_on<B: Backend>(backend: B, cfg: &Config, opts: &TrainOptions) -> Result
     if let Some(path) = &resume_from {
         let ckpt = checkpoint::load(path)?;
         identity.check_resume(&ckpt.state)?;
-        state = restore(&ckpt, &mut store, &mut opt, &mut clusters, cfg)?;
+        let epochs = cfg.epochs_for(dataset.train.len());
+        state = restore(&ckpt, &mut store, &mut opt, &mut clusters, (cfg, epochs))?;
         say(
             opts,
             format!(
@@ -933,7 +934,9 @@ fn evaluate_checkpoint_on<B: Backend>(backend: B, job: &EvalJob<'_>) -> Result<S
         &mut store,
         &mut AdamW::new(AdamWConfig::default()),
         &mut clusters,
-        &stored,
+        // Evaluation may use other data than the run's, so the run's epoch
+        // count is not known here: no bound.
+        (&stored, usize::MAX),
     )?;
     say(
         &opts,
@@ -1107,7 +1110,7 @@ fn restore<B: Backend>(
     store: &mut ParamStore<B>,
     opt: &mut AdamW<B>,
     clusters: &mut Option<ClusterState<B>>,
-    cfg: &Config,
+    (cfg, epochs): (&Config, usize),
 ) -> Result<RunState> {
     let bad = |d: String| Error::Training(format!("cannot resume: {d}"));
     let saved_cfg = ckpt.state["config"]
@@ -1143,7 +1146,10 @@ fn restore<B: Backend>(
             _ => None,
         });
     }
-    opt.restore(ckpt.state["adam_step"].as_u64().unwrap_or(0), moments);
+    let adam_step = ckpt.state["adam_step"]
+        .as_u64()
+        .ok_or_else(|| bad("state.json has no adam_step".into()))?;
+    opt.restore(adam_step, moments);
     if let Some(c) = ckpt.state.get("cluster").filter(|c| !c.is_null()) {
         let get = |n: &str| {
             ckpt.tensors
@@ -1174,7 +1180,23 @@ fn restore<B: Backend>(
         };
         *clusters = Some(ClusterState::restore(&be, snapshot)?);
     }
-    serde_json::from_value(ckpt.state["run"].clone()).map_err(|e| bad(format!("run state: {e}")))
+    let run: RunState = serde_json::from_value(ckpt.state["run"].clone())
+        .map_err(|e| bad(format!("run state: {e}")))?;
+    if run.history.len() != run.epochs_done || run.steps_done != adam_step {
+        return Err(bad(format!(
+            "state.json is inconsistent: {} epochs done but {} epoch records, {} steps done but adam_step {adam_step}",
+            run.epochs_done,
+            run.history.len(),
+            run.steps_done
+        )));
+    }
+    if run.epochs_done > epochs {
+        return Err(bad(format!(
+            "the checkpoint is after epoch {}, but this run has {epochs} epochs",
+            run.epochs_done
+        )));
+    }
+    Ok(run)
 }
 
 /// Reorders a batch so the clips flagged in `confident` come first, keeping
