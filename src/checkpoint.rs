@@ -225,13 +225,13 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         .as_object_mut()
         .ok_or_else(|| corrupt(&state_path, "state is not a JSON object"))?;
     // Checkpoints written before the state had its own checksum have none.
-    if let Some(want) = obj.remove(STATE_CRC_KEY) {
-        if want.as_u64() != Some(u64::from(state_checksum(&state, &state_path)?)) {
-            return Err(corrupt(
-                &state_path,
-                "checksum mismatch: the file was edited or damaged; refusing to load",
-            ));
-        }
+    if let Some(want) = obj.remove(STATE_CRC_KEY)
+        && want.as_u64() != Some(u64::from(state_checksum(&state, &state_path)?))
+    {
+        return Err(corrupt(
+            &state_path,
+            "checksum mismatch: the file was edited or damaged; refusing to load",
+        ));
     }
     let obj = state
         .as_object_mut()
