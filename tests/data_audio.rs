@@ -228,6 +228,37 @@ fn bad_files_give_errors_naming_the_file() {
     h.extend_from_slice(&[1, 2, 3, 4]);
     std::fs::write(&alaw, h).unwrap();
     assert_data_error(load_wav(&alaw).unwrap_err(), &alaw, "unsupported");
+
+    // Headers that would size a huge buffer are refused before any is
+    // allocated: a sample rate of 2³¹ − 1 Hz (bytes 24..28 of a canonical
+    // header, and the byte rate at 28..32), and a data chunk claiming 4 GB.
+    let mut huge_rate = full.clone();
+    huge_rate[24..28].copy_from_slice(&i32::MAX.to_le_bytes());
+    huge_rate[28..32].copy_from_slice(&(i32::MAX as u32).wrapping_mul(2).to_le_bytes());
+    let p = dir.path("huge-rate.wav");
+    std::fs::write(&p, &huge_rate).unwrap();
+    assert_data_error(load_wav(&p).unwrap_err(), &p, "sample rate");
+    let mut huge_data = full.clone();
+    huge_data[40..44].copy_from_slice(&(u32::MAX - 1).to_le_bytes());
+    let p = dir.path("huge-data.wav");
+    std::fs::write(&p, &huge_data).unwrap();
+    let err = load_wav(&p).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("more than the") || msg.contains("truncated"),
+        "{msg}"
+    );
+    assert_data_error(err, &p, "wav header declares");
+
+    // Float samples that are NaN or infinite: a damaged recording, never
+    // silence.
+    for bad in [f64::NAN, f64::INFINITY] {
+        let p = dir.path("nan.wav");
+        let mut signal = tone(440.0, 0.5, 0.05, 16000);
+        signal[100] = bad;
+        write_float(&p, &signal, 16000, 1);
+        assert_data_error(load_wav(&p).unwrap_err(), &p, "nan or infinite");
+    }
 }
 
 #[test]

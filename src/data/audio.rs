@@ -12,6 +12,15 @@ use crate::error::{Error, Result};
 /// The sample rate every clip is resampled to.
 pub const TARGET_SAMPLE_RATE: u32 = 16_000;
 
+/// The sample rates a WAV may declare: anything outside is refused before a
+/// buffer is sized from it (a corrupt header can claim 2³¹ Hz).
+pub const SAMPLE_RATE_RANGE: std::ops::RangeInclusive<u32> = 1_000..=384_000;
+
+/// The longest clip accepted, in seconds of audio: checked on the header,
+/// before any sample is read, so a header claiming billions of samples is a
+/// clear error, never an allocation failure.
+pub const MAX_CLIP_SECONDS: u64 = 3_600;
+
 /// Input chunk length requested from the FFT resampler (it rounds up to a
 /// multiple of the rates' reduced ratio).
 const RESAMPLE_CHUNK: usize = 1024;
@@ -27,7 +36,10 @@ const RESAMPLE_CHUNK: usize = 1024;
 ///
 /// Errors ([`Error::Data`], naming the file): the file does not exist or
 /// cannot be read, it is not a WAV file or its header is corrupt, its format
-/// is unsupported, its sample data is truncated, or it holds zero samples.
+/// is unsupported, its sample rate is outside [`SAMPLE_RATE_RANGE`], it is
+/// longer than [`MAX_CLIP_SECONDS`], its sample data is truncated, a float
+/// sample is NaN or infinite, or it holds zero samples. All are checked
+/// before a buffer is sized from the header.
 pub fn load_wav(path: impl AsRef<Path>) -> Result<Vec<f32>> {
     let path = path.as_ref();
     if !path.exists() {
@@ -53,10 +65,36 @@ pub fn load_wav(path: impl AsRef<Path>) -> Result<Vec<f32>> {
     if channels == 0 {
         return Err(Error::data(path, "WAV header declares zero channels"));
     }
-    if spec.sample_rate == 0 {
+    if !SAMPLE_RATE_RANGE.contains(&spec.sample_rate) {
         return Err(Error::data(
             path,
-            "WAV header declares a sample rate of 0 Hz",
+            format!(
+                "WAV header declares a sample rate of {} Hz, outside {}–{} Hz (a corrupt header?)",
+                spec.sample_rate,
+                SAMPLE_RATE_RANGE.start(),
+                SAMPLE_RATE_RANGE.end()
+            ),
+        ));
+    }
+    let frames = u64::from(reader.duration());
+    if frames > MAX_CLIP_SECONDS * u64::from(spec.sample_rate) {
+        return Err(Error::data(
+            path,
+            format!(
+                "WAV header declares {frames} frames ({} s at {} Hz), more than the {MAX_CLIP_SECONDS} s a clip may last; cut the recording into clips",
+                frames / u64::from(spec.sample_rate),
+                spec.sample_rate
+            ),
+        ));
+    }
+    let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
+    let data_bytes = u64::from(reader.len()) * u64::from(spec.bits_per_sample.div_ceil(8));
+    if data_bytes > file_bytes {
+        return Err(Error::data(
+            path,
+            format!(
+                "WAV header declares {data_bytes} bytes of samples but the file has {file_bytes} bytes: truncated"
+            ),
         ));
     }
     let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
@@ -68,19 +106,23 @@ pub fn load_wav(path: impl AsRef<Path>) -> Result<Vec<f32>> {
                 .collect::<std::result::Result<_, _>>()
                 .map_err(|e| sample_error(path, e))?
         }
-        (hound::SampleFormat::Float, 32) => reader
-            .samples::<f32>()
-            .map(|s| {
-                s.map(|v| {
-                    if v.is_finite() {
-                        v.clamp(-1.0, 1.0)
-                    } else {
-                        0.0
-                    }
-                })
-            })
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| sample_error(path, e))?,
+        (hound::SampleFormat::Float, 32) => {
+            let raw: Vec<f32> = reader
+                .samples::<f32>()
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| sample_error(path, e))?;
+            let bad = raw.iter().filter(|v| !v.is_finite()).count();
+            if bad > 0 {
+                return Err(Error::data(
+                    path,
+                    format!(
+                        "{bad} of {} float samples are NaN or infinite; the recording is damaged",
+                        raw.len()
+                    ),
+                ));
+            }
+            raw.into_iter().map(|v| v.clamp(-1.0, 1.0)).collect()
+        }
         (format, bits) => {
             return Err(Error::data(
                 path,
