@@ -346,6 +346,67 @@ fn gate_deadline_starts_the_cluster_terms_and_epochs_follow_the_data() {
 }
 
 #[test]
+fn a_split_of_unreadable_or_silent_clips_is_a_clear_error() {
+    let dir = fresh_dir("unusable");
+    let manifest = build_manifest(&dir.join("data"), 16);
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    // Every test clip's audio points at a missing file.
+    let broken: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if v["split"] == "test" {
+                v["audio"] = serde_json::json!("clips/missing.wav");
+            }
+            v.to_string()
+        })
+        .collect();
+    let bad = dir.join("data/broken-test.jsonl");
+    std::fs::write(&bad, broken.join("\n") + "\n").unwrap();
+    let cfg = small(&[]);
+    let err = train(&cfg, &opts(&dir.join("run1"), Some(bad)), &Opened::cpu())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no usable test clips")
+            && err.contains("unreadable")
+            && err.contains("missing.wav"),
+        "{err}"
+    );
+    // Every clip silent: the spectrograms cannot be normalised.
+    let silent_wav = dir.join("data/clips/silent.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&silent_wav, spec).unwrap();
+    for _ in 0..4_000 {
+        w.write_sample(0i16).unwrap();
+    }
+    w.finalize().unwrap();
+    let silent: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["audio"] = serde_json::json!("clips/silent.wav");
+            v.to_string()
+        })
+        .collect();
+    let quiet = dir.join("data/silent.jsonl");
+    std::fs::write(&quiet, silent.join("\n") + "\n").unwrap();
+    let err = train(&cfg, &opts(&dir.join("run2"), Some(quiet)), &Opened::cpu())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("silent") && err.contains("silent.jsonl"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn the_cluster_gradient_cap_is_logged_where_the_cluster_terms_train() {
     let out = fresh_dir("cluster-cap");
     // The gate opens by the deadline after epoch 1 of 4; a cap of 1e-3 of

@@ -265,16 +265,37 @@ pub fn from_manifest(path: &Path, cfg: &Config) -> Result<Dataset> {
     let mut test = load(Split::Test, "test clips")?;
     for (set, name) in [(&train, "train"), (&test, "test")] {
         if set.is_empty() {
+            let listed = manifest
+                .split(if name == "train" {
+                    Split::Train
+                } else {
+                    Split::Test
+                })
+                .count();
+            let why = if listed == 0 {
+                format!("no line has \"split\": \"{name}\"; give some lines that split")
+            } else {
+                let first: Vec<&str> = skipped.iter().take(3).map(String::as_str).collect();
+                format!(
+                    "all {listed} {name} clips were unreadable (first: {}{})",
+                    first.join("; "),
+                    if skipped.len() > 3 { "; …" } else { "" }
+                )
+            };
             return Err(Error::data(
                 &manifest.path,
-                format!(
-                    "no usable {name} clips ({} skipped); give some lines \"split\": \"{name}\" or check the errors above",
-                    skipped.len()
-                ),
+                format!("no usable {name} clips: {why}"),
             ));
         }
     }
-    let norm = audio_stats(&train, d.n_mels * d.audio_frames)?;
+    let norm = audio_stats(&train, d.n_mels * d.audio_frames).map_err(|e| {
+        Error::data(
+            &manifest.path,
+            format!(
+                "the training clips' spectrograms cannot be normalised ({e}): every clip is silent or constant; check the audio files"
+            ),
+        )
+    })?;
     normalise_audio(&mut train, &norm);
     normalise_audio(&mut test, &norm);
     if manifest.classes.is_empty() {
