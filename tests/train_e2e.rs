@@ -407,6 +407,41 @@ fn a_split_of_unreadable_or_silent_clips_is_a_clear_error() {
 }
 
 #[test]
+fn an_unlabelled_clip_in_a_labelled_manifest_is_a_counted_skip() {
+    let dir = fresh_dir("one-unlabelled");
+    let manifest = build_manifest(&dir.join("data"), 16);
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let mut dropped = None;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if v["split"] == "test" && dropped.is_none() && v["label"].is_string() {
+                v.as_object_mut().unwrap().remove("label");
+                dropped = Some(v["id"].as_str().unwrap().to_string());
+            }
+            v.to_string()
+        })
+        .collect();
+    let dropped = dropped.unwrap();
+    let edited = dir.join("data/one-unlabelled.jsonl");
+    std::fs::write(&edited, lines.join("\n") + "\n").unwrap();
+    let out = dir.join("run");
+    train(&small(&[]), &opts(&out, Some(edited)), &Opened::cpu()).unwrap();
+    let s = summary(&out);
+    assert!(
+        s.pointer("/linear_probe/fused/top1").is_some(),
+        "the probes still run"
+    );
+    let skipped = std::fs::read_to_string(out.join("skipped.txt")).unwrap();
+    assert!(
+        skipped.contains(&format!("{dropped}:")) && skipped.contains("no label"),
+        "{skipped}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn the_cluster_gradient_cap_is_logged_where_the_cluster_terms_train() {
     let out = fresh_dir("cluster-cap");
     // The gate opens by the deadline after epoch 1 of 4; a cap of 1e-3 of

@@ -237,13 +237,24 @@ pub fn from_manifest(path: &Path, cfg: &Config) -> Result<Dataset> {
     features.random_flip = false;
     let loader = ClipLoader::new(features)?;
     let mut skipped = Vec::new();
+    let labelled = !manifest.classes.is_empty();
     let mut load = |split: Split, what: &str| -> Result<FeatureSet> {
         let clips: Vec<_> = manifest.split(split).collect();
         let bar = progress(clips.len(), what);
         let loaded: Vec<(String, Result<ClipFeatures>)> = clips
             .par_iter()
             .map(|c| {
-                let r = loader.load(c, Sampling::Eval);
+                // In a labelled manifest an unlabelled clip can be neither
+                // probed nor scored: a counted skip, not a silent loss of
+                // every probe.
+                let r = if labelled && c.label.is_none() {
+                    Err(Error::data(
+                        &manifest.path,
+                        format!("line {}: no label while the manifest's other clips have one; label it, or remove every label to pretrain on unlabelled data", c.line),
+                    ))
+                } else {
+                    loader.load(c, Sampling::Eval)
+                };
                 bar.inc(1);
                 (c.id.clone(), r)
             })
