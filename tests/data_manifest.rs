@@ -243,6 +243,25 @@ fn manifest_errors_name_file_line_and_problem() {
         "{err}"
     );
 
+    // A byte-order mark is skipped; a byte that is not UTF-8 is named with
+    // its line.
+    let tmp = TempDir::new("m-bytes");
+    let bom = tmp.0.join("bom.jsonl");
+    std::fs::write(&bom, [&b"\xEF\xBB\xBF"[..], ok.as_bytes(), b"\n"].concat()).unwrap();
+    assert_eq!(Manifest::load(&bom).unwrap().clips.len(), 1);
+    let latin1 = tmp.0.join("latin1.jsonl");
+    let second = r#"{"id": "caf\xE9", "audio": "y.wav", "frames": "f/"}"#;
+    let mut bytes = [ok.as_bytes(), b"\n"].concat();
+    bytes.extend(second.as_bytes().iter().copied());
+    let at = bytes.iter().position(|&b| b == b'\\').unwrap();
+    bytes.splice(at..at + 4, [0xE9u8]);
+    std::fs::write(&latin1, &bytes).unwrap();
+    let err = Manifest::load(&latin1).unwrap_err().to_string();
+    assert!(
+        err.contains("line 2") && err.contains("UTF-8") && err.contains("latin1.jsonl"),
+        "{err}"
+    );
+
     let tmp = TempDir::new("m-none");
     let err = Manifest::load(&tmp.0).unwrap_err().to_string();
     assert!(

@@ -129,8 +129,21 @@ impl Manifest {
         if !path.is_file() {
             return Err(Error::data(&path, "manifest not found"));
         }
-        let text = std::fs::read_to_string(&path)
+        let bytes = std::fs::read(&path)
             .map_err(|e| Error::data(&path, format!("cannot read manifest: {e}")))?;
+        // A UTF-8 byte-order mark (some editors write one) is not JSON.
+        let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+        let text = std::str::from_utf8(body).map_err(|e| {
+            let at = e.valid_up_to();
+            let line = 1 + body[..at].iter().filter(|&&b| b == b'\n').count();
+            Error::data(
+                &path,
+                format!(
+                    "line {line}: not valid UTF-8 (byte {} of the file); save the manifest as UTF-8",
+                    at + (bytes.len() - body.len())
+                ),
+            )
+        })?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut raws = Vec::new();
         let mut first_line: HashMap<String, usize> = HashMap::new();
