@@ -5,6 +5,7 @@
 //! [`tensor`], [`autograd`] (tape and parameters), [`ops`] (differentiable
 //! ops), [`optim`] (AdamW and schedules).
 
+pub mod atomic_file;
 pub mod autograd;
 pub mod backend;
 pub mod checkpoint;

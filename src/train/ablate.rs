@@ -209,10 +209,7 @@ pub fn ablate(plan: &AblationPlan<'_>, backend: &Opened) -> Result<String> {
     let table = render(&runs, plan);
     let write = |name: &str, text: &str| {
         let p = plan.out.join(name);
-        std::fs::write(&p, text).map_err(|e| Error::Io {
-            path: p.display().to_string(),
-            detail: format!("cannot write: {e}"),
-        })
+        crate::atomic_file::write_atomic(&p, text.as_bytes())
     };
     write("ablation.md", &table)?;
     write(

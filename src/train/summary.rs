@@ -23,6 +23,7 @@
 //!   confusable pairs;
 //! - `weights`: the final W's largest and mean off-diagonal entries.
 
+use crate::atomic_file::write_atomic;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -277,7 +278,7 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
 pub fn write_outputs(out: &Path, s: &Summary, history: &[EpochRecord]) -> Result<()> {
     let json_path = out.join("summary.json");
     let text = serde_json::to_string_pretty(s).map_err(|e| io_err(&json_path, e))?;
-    std::fs::write(&json_path, text).map_err(|e| io_err(&json_path, e))?;
+    write_atomic(&json_path, text.as_bytes())?;
 
     let plots = out.join("plots");
     std::fs::create_dir_all(&plots).map_err(|e| io_err(&plots, e))?;
@@ -383,7 +384,7 @@ pub fn write_outputs(out: &Path, s: &Summary, history: &[EpochRecord]) -> Result
         )?;
     }
     let report = out.join("report.md");
-    std::fs::write(&report, render_report(s)).map_err(|e| io_err(&report, e))
+    write_atomic(&report, render_report(s).as_bytes())
 }
 
 fn render_report(s: &Summary) -> String {

@@ -983,10 +983,7 @@ fn evaluate_model<B: Backend>(
 }
 
 fn write_text(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        detail: format!("cannot write: {e}"),
-    })
+    crate::atomic_file::write_atomic(path, text.as_bytes())
 }
 
 fn report_dataset(opts: &TrainOptions, out: &Path, d: &Dataset) -> Result<()> {
