@@ -37,6 +37,9 @@ fn a_write_replaces_whole_or_not_at_all() {
     let err = write_atomic(&dir.join("nope/summary.json"), b"{}")
         .unwrap_err()
         .to_string();
-    assert!(err.contains("nope") && err.contains("cannot write"), "{err}");
+    assert!(
+        err.contains("nope") && err.contains("cannot write"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
