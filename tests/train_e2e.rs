@@ -8,7 +8,9 @@ mod e2e_common;
 use diccae_engine::backend::device::Opened;
 use diccae_engine::train::ablate::{AblationPlan, ablate};
 use diccae_engine::train::trainer::{evaluate_checkpoint, train};
-use e2e_common::{build_manifest, epoch_records, fresh_dir, opts, small, summary};
+use e2e_common::{
+    build_manifest, epoch_records, fresh_dir, opts, rewrite_manifest, small, summary,
+};
 
 #[test]
 fn built_in_data_run_writes_every_output() {
@@ -349,20 +351,13 @@ fn gate_deadline_starts_the_cluster_terms_and_epochs_follow_the_data() {
 fn a_split_of_unreadable_or_silent_clips_is_a_clear_error() {
     let dir = fresh_dir("unusable");
     let manifest = build_manifest(&dir.join("data"), 16);
-    let text = std::fs::read_to_string(&manifest).unwrap();
     // Every test clip's audio points at a missing file.
-    let broken: Vec<String> = text
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            if v["split"] == "test" {
-                v["audio"] = serde_json::json!("clips/missing.wav");
-            }
-            v.to_string()
-        })
-        .collect();
     let bad = dir.join("data/broken-test.jsonl");
-    std::fs::write(&bad, broken.join("\n") + "\n").unwrap();
+    rewrite_manifest(&manifest, &bad, |v| {
+        if v["split"] == "test" {
+            v["audio"] = serde_json::json!("clips/missing.wav");
+        }
+    });
     let cfg = small(&[]);
     let err = train(&cfg, &opts(&dir.join("run1"), Some(bad)), &Opened::cpu())
         .unwrap_err()
@@ -386,16 +381,10 @@ fn a_split_of_unreadable_or_silent_clips_is_a_clear_error() {
         w.write_sample(0i16).unwrap();
     }
     w.finalize().unwrap();
-    let silent: Vec<String> = text
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["audio"] = serde_json::json!("clips/silent.wav");
-            v.to_string()
-        })
-        .collect();
     let quiet = dir.join("data/silent.jsonl");
-    std::fs::write(&quiet, silent.join("\n") + "\n").unwrap();
+    rewrite_manifest(&manifest, &quiet, |v| {
+        v["audio"] = serde_json::json!("clips/silent.wav");
+    });
     let err = train(&cfg, &opts(&dir.join("run2"), Some(quiet)), &Opened::cpu())
         .unwrap_err()
         .to_string();
@@ -410,22 +399,15 @@ fn a_split_of_unreadable_or_silent_clips_is_a_clear_error() {
 fn an_unlabelled_clip_in_a_labelled_manifest_is_a_counted_skip() {
     let dir = fresh_dir("one-unlabelled");
     let manifest = build_manifest(&dir.join("data"), 16);
-    let text = std::fs::read_to_string(&manifest).unwrap();
     let mut dropped = None;
-    let lines: Vec<String> = text
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            if v["split"] == "test" && dropped.is_none() && v["label"].is_string() {
-                v.as_object_mut().unwrap().remove("label");
-                dropped = Some(v["id"].as_str().unwrap().to_string());
-            }
-            v.to_string()
-        })
-        .collect();
-    let dropped = dropped.unwrap();
     let edited = dir.join("data/one-unlabelled.jsonl");
-    std::fs::write(&edited, lines.join("\n") + "\n").unwrap();
+    rewrite_manifest(&manifest, &edited, |v| {
+        if v["split"] == "test" && dropped.is_none() && v["label"].is_string() {
+            v.as_object_mut().unwrap().remove("label");
+            dropped = Some(v["id"].as_str().unwrap().to_string());
+        }
+    });
+    let dropped = dropped.unwrap();
     let out = dir.join("run");
     train(&small(&[]), &opts(&out, Some(edited)), &Opened::cpu()).unwrap();
     let s = summary(&out);

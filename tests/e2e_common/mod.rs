@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests: a small configuration, fresh
 //! run directories, and a manifest of real WAV/PNG files.
 
+#![allow(dead_code)] // each test file uses a subset
+
 use std::path::{Path, PathBuf};
 
 use diccae_engine::config::Config;
@@ -145,4 +147,19 @@ pub fn build_manifest(dir: &Path, n: usize) -> PathBuf {
     let manifest = dir.join("manifest.jsonl");
     std::fs::write(&manifest, lines.join("\n") + "\n").unwrap();
     manifest
+}
+
+/// Writes `dest`, a copy of the manifest `src` with `edit` applied to each
+/// line's JSON object.
+pub fn rewrite_manifest(src: &Path, dest: &Path, mut edit: impl FnMut(&mut serde_json::Value)) {
+    let lines: Vec<String> = std::fs::read_to_string(src)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            edit(&mut v);
+            v.to_string()
+        })
+        .collect();
+    std::fs::write(dest, lines.join("\n") + "\n").unwrap();
 }
