@@ -120,7 +120,25 @@ fn a_refused_resume_changes_nothing_and_names_the_data() {
 
     // The run's own data and configuration resume (nothing left to train:
     // the final evaluation runs again).
-    train(&cfg, &resume_opts(&out, Some(manifest)), &Opened::cpu()).unwrap();
+    train(
+        &cfg,
+        &resume_opts(&out, Some(manifest.clone())),
+        &Opened::cpu(),
+    )
+    .unwrap();
+
+    // A run on the built-in data does not resume on a manifest.
+    let builtin = dir.join("builtin");
+    train(&cfg, &opts(&builtin, None), &Opened::cpu()).unwrap();
+    let before = snapshot(&builtin);
+    let err = train(&cfg, &resume_opts(&builtin, Some(manifest)), &Opened::cpu())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("built-in data") && err.contains("without --data"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&builtin), before);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
