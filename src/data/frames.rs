@@ -31,11 +31,20 @@ pub enum FrameSpec {
     Dir(String),
 }
 
+/// The largest width or height a frame image may declare; a larger header
+/// is refused before its pixels are allocated.
+pub const MAX_FRAME_SIDE: u32 = 8_192;
+
+/// The most memory one frame's decoding may allocate.
+pub const MAX_FRAME_DECODE_BYTES: u64 = 256 << 20;
+
 /// Decodes the PNG or JPEG image at `path` (format detected from the
 /// content), converts it to RGB, resizes it to `size × size` (triangle, i.e.
 /// bilinear, filter; the aspect ratio is not kept) and normalises each
 /// channel with the ImageNet mean and std. Layout `[3, size, size]`
-/// (channel-major, rows top to bottom).
+/// (channel-major, rows top to bottom). Images wider or taller than
+/// [`MAX_FRAME_SIDE`], or needing more than [`MAX_FRAME_DECODE_BYTES`] to
+/// decode, are refused with a data error.
 pub fn load_frame(path: impl AsRef<Path>, size: usize) -> Result<Vec<f32>> {
     let path = path.as_ref();
     if size == 0 {
@@ -46,9 +55,15 @@ pub fn load_frame(path: impl AsRef<Path>, size: usize) -> Result<Vec<f32>> {
     if !path.is_file() {
         return Err(Error::data(path, "frame image not found"));
     }
-    let img = image::ImageReader::open(path)
+    let mut reader = image::ImageReader::open(path)
         .and_then(|r| r.with_guessed_format())
-        .map_err(|e| Error::data(path, format!("cannot read frame image: {e}")))?
+        .map_err(|e| Error::data(path, format!("cannot read frame image: {e}")))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_FRAME_SIDE);
+    limits.max_image_height = Some(MAX_FRAME_SIDE);
+    limits.max_alloc = Some(MAX_FRAME_DECODE_BYTES);
+    reader.limits(limits);
+    let img = reader
         .decode()
         .map_err(|e| Error::data(path, format!("cannot decode frame image: {e}")))?;
     let rgb = img.to_rgb8();
