@@ -9,7 +9,7 @@ use diccae_engine::backend::device::Opened;
 use diccae_engine::train::ablate::{AblationPlan, ablate};
 use diccae_engine::train::trainer::{evaluate_checkpoint, train};
 use e2e_common::{
-    build_manifest, epoch_records, fresh_dir, opts, rewrite_manifest, small, summary,
+    build_manifest, epoch_records, fresh_dir, opts, rewrite_manifest, small, summary, write_wav,
 };
 
 #[test]
@@ -370,17 +370,7 @@ fn a_split_of_unreadable_or_silent_clips_is_a_clear_error() {
     );
     // Every clip silent: the spectrograms cannot be normalised.
     let silent_wav = dir.join("data/clips/silent.wav");
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(&silent_wav, spec).unwrap();
-    for _ in 0..4_000 {
-        w.write_sample(0i16).unwrap();
-    }
-    w.finalize().unwrap();
+    write_wav(&silent_wav, 8_000, 1, 0.5, 0.0);
     let quiet = dir.join("data/silent.jsonl");
     rewrite_manifest(&manifest, &quiet, |v| {
         v["audio"] = serde_json::json!("clips/silent.wav");

@@ -70,7 +70,8 @@ pub fn epoch_records(out: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn write_wav(path: &Path, rate: u32, channels: u16, seconds: f32, freq: f32) {
+/// A 16-bit sine WAV (`freq = 0`: silence).
+pub fn write_wav(path: &Path, rate: u32, channels: u16, seconds: f32, freq: f32) {
     let spec = hound::WavSpec {
         channels,
         sample_rate: rate,
