@@ -2,7 +2,6 @@
 //! the bytes go to a hidden sibling, are flushed, and the sibling is renamed
 //! over the target. A reader sees the old file or the new one, never a mix.
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -21,7 +20,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     };
     let written = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+        crate::fault::write_all(&name, &mut f, bytes)?;
         f.sync_all()
     })();
     if let Err(e) = written {

@@ -17,13 +17,13 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::fault;
 
 /// A host-side tensor in a checkpoint.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,8 +74,16 @@ fn corrupt(path: &Path, detail: impl Into<String>) -> Error {
 /// Writes `bytes` to `path` and flushes them to disk.
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = fs::File::create(path).map_err(|e| io_err(path, "cannot create", e))?;
-    f.write_all(bytes)
-        .map_err(|e| io_err(path, "cannot write", e))?;
+    let file = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    fault::write_all(
+        file.trim_start_matches('.').trim_end_matches(".tmp"),
+        &mut f,
+        bytes,
+    )
+    .map_err(|e| io_err(path, "cannot write", e))?;
     f.sync_all().map_err(|e| io_err(path, "cannot flush", e))
 }
 
@@ -126,19 +134,35 @@ pub fn save(dir: &Path, name: &str, ckpt: &Checkpoint) -> Result<PathBuf> {
     if tmp.exists() {
         fs::remove_dir_all(&tmp).map_err(|e| io_err(&tmp, "cannot clear", e))?;
     }
-    fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, "cannot create", e))?;
-    write_synced(&tmp.join(TENSORS_FILE), &blob)?;
-    write_synced(&tmp.join(STATE_FILE), state_text.as_bytes())?;
     let target = dir.join(name);
-    if target.exists() {
-        fs::remove_dir_all(&target).map_err(|e| io_err(&target, "cannot replace", e))?;
+    let placed = (|| {
+        fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, "cannot create", e))?;
+        write_synced(&tmp.join(TENSORS_FILE), &blob)?;
+        write_synced(&tmp.join(STATE_FILE), state_text.as_bytes())?;
+        fault::point("checkpoint:rename").map_err(|e| io_err(&tmp, "cannot move into place", e))?;
+        if target.exists() {
+            fs::remove_dir_all(&target).map_err(|e| io_err(&target, "cannot replace", e))?;
+        }
+        fs::rename(&tmp, &target).map_err(|e| io_err(&target, "cannot move into place", e))
+    })();
+    if placed.is_err() {
+        // Free the space a full disk needs for the next attempt; the
+        // previous checkpoint and `latest` are untouched.
+        let _ = fs::remove_dir_all(&tmp);
+        return placed.map(|_| target);
     }
-    fs::rename(&tmp, &target).map_err(|e| io_err(&target, "cannot move into place", e))?;
     let latest_tmp = dir.join(format!(".{LATEST_FILE}.tmp"));
-    write_synced(&latest_tmp, name.as_bytes())?;
-    fs::rename(&latest_tmp, dir.join(LATEST_FILE))
-        .map_err(|e| io_err(dir, "cannot update latest", e))?;
-    Ok(target)
+    let pointed = (|| {
+        write_synced(&latest_tmp, name.as_bytes())?;
+        fault::point("checkpoint:latest-rename")
+            .map_err(|e| io_err(dir, "cannot update latest", e))?;
+        fs::rename(&latest_tmp, dir.join(LATEST_FILE))
+            .map_err(|e| io_err(dir, "cannot update latest", e))
+    })();
+    if pointed.is_err() {
+        let _ = fs::remove_file(&latest_tmp);
+    }
+    pointed.map(|_| target)
 }
 
 /// Removes the temporary directories of checkpoint writes that never
@@ -173,6 +197,7 @@ pub fn remove_temporaries(dir: &Path) -> Result<usize> {
 /// name, which orders them by epoch); the one `latest` names is always kept.
 /// Returns how many were deleted.
 pub fn prune(dir: &Path, keep: usize) -> Result<usize> {
+    fault::point("checkpoint:prune").map_err(|e| io_err(dir, "cannot prune", e))?;
     let newest = latest(dir)?;
     let mut names: Vec<String> = fs::read_dir(dir)
         .map_err(|e| io_err(dir, "cannot list", e))?

@@ -14,6 +14,7 @@ pub mod confusion;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod fault;
 pub mod gradcheck;
 pub mod kmeans;
 pub mod model;

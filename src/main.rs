@@ -33,7 +33,7 @@ enum Command {
         long_about = "Pretrain an encoder with DICCAE (or AVCL with --method avcl), then evaluate it.\n\n\
         Without --data the built-in synthetic dataset is used (no files needed). With --data DIR_OR_MANIFEST \
         the clips of a JSON-lines manifest are decoded (see the README for the format).\n\n\
-        The run directory (--out) receives config.toml, metrics.jsonl, checkpoints/ (one per epoch), \
+        The run directory (--out) receives config.toml, metrics.jsonl, checkpoints/ (one per epoch, the newest train.keep_checkpoints kept), \
         summary.json, report.md and plots/*.png.\n\n\
         Examples:\n  diccae-engine train\n  diccae-engine train --set train.epochs=5 --set diccae.lambda_conf=0\n  \
         diccae-engine train --method avcl --set train.epochs=5\n  \

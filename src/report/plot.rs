@@ -102,11 +102,17 @@ impl Canvas {
         s.chars().count() as i64 * 8 * scale
     }
 
+    /// Encodes the PNG in memory and writes it atomically, so a crash or a
+    /// full disk never leaves a torn plot.
     fn save(&self, path: &Path) -> Result<()> {
-        self.img.save(path).map_err(|e| Error::Io {
-            path: path.display().to_string(),
-            detail: format!("cannot write PNG: {e}"),
-        })
+        let mut png = std::io::Cursor::new(Vec::new());
+        self.img
+            .write_to(&mut png, image::ImageFormat::Png)
+            .map_err(|e| Error::Io {
+                path: path.display().to_string(),
+                detail: format!("cannot encode PNG: {e}"),
+            })?;
+        crate::atomic_file::write_atomic(path, png.get_ref())
     }
 }
 

@@ -50,9 +50,7 @@ impl MetricsLog {
                 }
             }
         }
-        let tmp = path.with_extension("jsonl.tmp");
-        std::fs::write(&tmp, kept).map_err(|e| io(&tmp, "cannot write", e))?;
-        std::fs::rename(&tmp, path).map_err(|e| io(path, "cannot replace", e))?;
+        crate::atomic_file::write_atomic(path, kept.as_bytes())?;
         let file = OpenOptions::new()
             .append(true)
             .open(path)
@@ -67,8 +65,12 @@ impl MetricsLog {
     pub fn write(&mut self, record: &Value) -> Result<()> {
         let line = serde_json::to_string(record)
             .map_err(|e| io(&self.path, "cannot encode", std::io::Error::other(e)))?;
-        writeln!(self.file, "{line}")
-            .and_then(|_| self.file.flush())
-            .map_err(|e| io(&self.path, "cannot append", e))
+        crate::fault::write_all(
+            "metrics.jsonl",
+            &mut self.file,
+            format!("{line}\n").as_bytes(),
+        )
+        .and_then(|_| self.file.flush())
+        .map_err(|e| io(&self.path, "cannot append", e))
     }
 }
