@@ -6,7 +6,7 @@
 #
 #   scripts/perf-gate.sh                    # compare with the baseline
 #   scripts/perf-gate.sh --update-baseline  # the only way to rewrite bench/baseline.json
-#   scripts/perf-gate.sh --self-test        # shows the gate fails on a deliberately slowed kernel
+#   scripts/perf-gate.sh --self-test [F]    # the real path, every workload injected F (1.3) times slower
 #
 # Some workloads are bimodal from one process to the next (buffer placement;
 # seen on this machine kind: GEMM 512³ at 0.91 or 1.38 of the calibration in
@@ -14,6 +14,13 @@
 # inside one process averages out. So the baseline is the median of three
 # processes, and a comparison fails only when some workload is over the limit
 # in each of three processes in a row; a real regression is over it in every one.
+#
+# --self-test runs that same three-process comparison against the committed
+# baseline with every workload made F times slower (`perf_gate --slow all=F`,
+# a spin inside the timed region, injected in the gate and not the product).
+# Each workload is compared on its own, so this is the same as slowing each in
+# turn: it passes only if every workload is over the limit in all three
+# processes, i.e. the gate would fail on a regression of F in any one of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The machine kind has 2 cores; the baseline was taken with 2 threads.
@@ -46,7 +53,39 @@ print(f"perf gate: wrote {out} (median of {runs} processes)")
 PY
     ;;
 --self-test)
-    exec "$gate" "$@"
+    factor="${2:-1.3}"
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    for i in $(seq "$runs"); do
+        echo "== self-test process $i of $runs: every workload injected ${factor}x slower"
+        if "$gate" --slow "all=$factor" > "$tmp/$i.log"; then
+            echo "   (the gate passed this process)"
+        fi
+        grep -E "x calibration|x baseline|verdict|FAILED|passed" "$tmp/$i.log" || true
+    done
+    python3 - "$tmp" "$runs" "$factor" <<'PY'
+import sys
+tmp, runs, factor = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+verdicts = {}
+for i in range(1, runs + 1):
+    for line in open(f"{tmp}/{i}.log"):
+        if line.startswith("perf gate verdict: "):
+            name, ratio, verdict = line.split()[3:6]
+            verdicts.setdefault(name, []).append((float(ratio), verdict))
+missed = [n for n, v in verdicts.items() if len(v) != runs or any(x[1] != "over" for x in v)]
+print(f"self-test: a {factor}x slowdown, {runs} processes against bench/baseline.json")
+for name, v in sorted(verdicts.items()):
+    cells = "  ".join(f"{r:.2f}x {verdict}" for r, verdict in v)
+    caught = "caught" if name not in missed else "MISSED"
+    print(f"  {name:<36} {cells}  -> {caught}")
+if not verdicts:
+    print("self-test FAILED: the gate printed no verdicts", file=sys.stderr)
+    sys.exit(1)
+if missed:
+    print(f"self-test FAILED: a {factor}x slowdown of {', '.join(missed)} would pass the gate", file=sys.stderr)
+    sys.exit(1)
+print(f"self-test passed: a {factor}x slowdown of any one workload fails the gate in all {runs} processes")
+PY
     ;;
 *)
     for i in $(seq "$runs"); do

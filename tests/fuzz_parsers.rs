@@ -1,19 +1,22 @@
-//! Mutation fuzzing of every parser of untrusted input, on stable Rust and
-//! with a fixed budget: WAV, manifest (JSON lines), frame images (PNG and
-//! JPEG), configuration TOML and checkpoint `state.json`.
+//! Property tests of every parser of untrusted input, with `proptest` on
+//! stable Rust and a fixed budget: WAV, manifest (JSON lines), frame images
+//! (PNG and JPEG), configuration TOML and checkpoint `state.json` and
+//! tensors.
 //!
-//! Each case takes a valid input and applies 1–4 random mutations (bit
-//! flips, truncation, inserted or deleted bytes, a repeated chunk, a 4-byte
-//! field set to 0, 2³¹ − 1 or 2³² − 1 at an aligned offset, half of them in
-//! the first 64 bytes, where headers keep sizes and rates). The parser must return `Ok` or an error;
-//! a panic fails the test with the case's seed (`DICCAE_FUZZ_SEED=… cargo
-//! test --test fuzz_parsers` replays a run). The allocator of this test
-//! binary refuses any single allocation above `MAX_ALLOCATION` (the
-//! process then aborts and the test fails), so no input may size a buffer
-//! from a header beyond it.
+//! Each case takes a valid input and applies 0–4 mutations drawn by
+//! proptest (bit flips, truncation, inserted or deleted bytes, a repeated
+//! chunk, a 4-byte field set to 0, 2³¹ − 1 or 2³² − 1 at an aligned offset,
+//! half of them in the first 64 bytes, where headers keep sizes and rates).
+//! The property: the parser returns `Ok` or an error. A panic fails the test
+//! and proptest shrinks it to the smallest list of mutations that still
+//! panics, printed with the failure. The seed is fixed
+//! (`DICCAE_FUZZ_SEED=… cargo test --test fuzz_parsers` explores another).
+//! The allocator of this test binary refuses any single allocation above
+//! `MAX_ALLOCATION` (the process then aborts and the test fails), so no
+//! input may size a buffer from a header beyond it.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
 use diccae_engine::checkpoint::{Checkpoint, HostTensor, load, save};
@@ -21,8 +24,9 @@ use diccae_engine::config::Config;
 use diccae_engine::data::audio::load_wav;
 use diccae_engine::data::frames::load_frame;
 use diccae_engine::data::manifest::Manifest;
-use diccae_engine::rng::{SeededRng, seeded};
-use rand::Rng;
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::test_runner::{Config as RunnerConfig, RngSeed, TestRunner};
 
 /// The largest single allocation any parser may make (stated in
 /// docs/RELIABILITY.md).
@@ -65,113 +69,156 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
-/// `input` with 1–4 random mutations.
-fn mutate(input: &[u8], rng: &mut SeededRng) -> Vec<u8> {
+/// One byte-level mutation; positions are fractions of the input's length
+/// at the time it is applied.
+#[derive(Clone, Debug)]
+enum Mutation {
+    FlipBit(Index, u8),
+    Truncate(Index),
+    Insert(Index, Vec<u8>),
+    Delete(Index, usize),
+    RepeatChunk(Index, usize),
+    /// A 4-byte field set to `value`; `in_header` keeps it in the first 64 bytes.
+    Field {
+        at: Index,
+        in_header: bool,
+        value: u32,
+    },
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<Index>(), 0u8..8).prop_map(|(i, b)| Mutation::FlipBit(i, b)),
+        any::<Index>().prop_map(Mutation::Truncate),
+        (any::<Index>(), prop::collection::vec(any::<u8>(), 1..16))
+            .prop_map(|(i, b)| Mutation::Insert(i, b)),
+        (any::<Index>(), 1usize..=64).prop_map(|(i, n)| Mutation::Delete(i, n)),
+        (any::<Index>(), 1usize..=256).prop_map(|(i, n)| Mutation::RepeatChunk(i, n)),
+        (
+            any::<Index>(),
+            any::<bool>(),
+            prop::sample::select(vec![0, i32::MAX as u32, u32::MAX])
+        )
+            .prop_map(|(at, in_header, value)| Mutation::Field {
+                at,
+                in_header,
+                value
+            }),
+    ]
+}
+
+/// `input` with `mutations` applied in order.
+fn mutate(input: &[u8], mutations: &[Mutation]) -> Vec<u8> {
     let mut b = input.to_vec();
-    for _ in 0..rng.random_range(1..=4) {
+    for m in mutations {
         let len = b.len();
-        match rng.random_range(0..6) {
-            0 if len > 0 => {
-                let i = rng.random_range(0..len);
-                b[i] ^= 1 << rng.random_range(0..8);
+        match m {
+            Mutation::FlipBit(i, bit) if len > 0 => b[i.index(len)] ^= 1 << bit,
+            Mutation::Truncate(i) if len > 0 => b.truncate(i.index(len)),
+            Mutation::Insert(i, bytes) => {
+                let at = i.index(len + 1);
+                b.splice(at..at, bytes.iter().copied());
             }
-            1 if len > 0 => b.truncate(rng.random_range(0..len)),
-            2 => {
-                let i = rng.random_range(0..=len);
-                let n = rng.random_range(1..16);
-                let bytes: Vec<u8> = (0..n).map(|_| rng.random()).collect();
-                b.splice(i..i, bytes);
+            Mutation::Delete(i, n) if len > 1 => {
+                let at = i.index(len - 1);
+                b.drain(at..at + (*n).min(len - at));
             }
-            3 if len > 1 => {
-                let i = rng.random_range(0..len - 1);
-                let n = rng.random_range(1..=(len - i).min(64));
-                b.drain(i..i + n);
+            Mutation::RepeatChunk(i, n) if len > 1 => {
+                let at = i.index(len - 1);
+                let chunk = b[at..at + (*n).min(len - at)].to_vec();
+                b.splice(at..at, chunk);
             }
-            4 if len > 1 => {
-                let i = rng.random_range(0..len - 1);
-                let n = rng.random_range(1..=(len - i).min(256));
-                let chunk = b[i..i + n].to_vec();
-                b.splice(i..i, chunk);
-            }
-            _ if len >= 4 => {
-                // Half of these land in the first 64 bytes, where headers are.
-                let fields = if rng.random_bool(0.5) {
+            Mutation::Field {
+                at,
+                in_header,
+                value,
+            } if len >= 4 => {
+                let fields = if *in_header {
                     (len / 4).min(16)
                 } else {
                     len / 4
                 };
-                let i = rng.random_range(0..fields) * 4;
-                let v: u32 = [0, i32::MAX as u32, u32::MAX][rng.random_range(0..3)];
-                b[i..i + 4].copy_from_slice(&v.to_le_bytes());
+                let i = at.index(fields) * 4;
+                b[i..i + 4].copy_from_slice(&value.to_le_bytes());
             }
-            _ => b.push(rng.random()),
+            _ => {}
         }
     }
     b
 }
 
 /// A mutation that knows the input's structure, applied before the blind
-/// ones (for header fields that must agree with each other to get past the
-/// first check).
-type Structured = fn(&mut [u8], &mut SeededRng);
+/// ones (header fields that must agree with each other to get past the
+/// first check), given a value drawn for it.
+type Structured = fn(&mut [u8], u32);
 
-/// No structured mutation.
-fn blind(_: &mut [u8], _: &mut SeededRng) {}
-
-/// Half the cases: a canonical WAV header's sample rate (bytes 24..28) set
-/// to an extreme or random value, with the byte rate (28..32) kept
-/// consistent, so the rate reaches the engine's own checks.
-fn wav_rate(b: &mut [u8], rng: &mut SeededRng) {
-    if b.len() < 44 || rng.random_bool(0.5) {
+/// A canonical WAV header's sample rate (bytes 24..28) set to `rate`, with
+/// the byte rate (28..32) kept consistent, so the rate reaches the engine's
+/// own checks.
+fn wav_rate(b: &mut [u8], rate: u32) {
+    if b.len() < 44 {
         return;
     }
-    let rate: u32 = match rng.random_range(0..6) {
-        0 => 1,
-        1 => 999,
-        2 => 384_001,
-        3 => i32::MAX as u32,
-        4 => u32::MAX,
-        _ => rng.random(),
-    };
     let block = u32::from(u16::from_le_bytes([b[32], b[33]]));
     b[24..28].copy_from_slice(&rate.to_le_bytes());
     b[28..32].copy_from_slice(&rate.wrapping_mul(block).to_le_bytes());
 }
 
-/// Runs `cases` mutated copies of `valid` through `parse` (which reads the
-/// bytes at the path it is given); returns how many parsed.
+/// The sample rates [`wav_rate`] tries: the edges of the accepted range,
+/// 2³¹ − 1, 2³² − 1 and random values.
+fn extreme_rate() -> BoxedStrategy<u32> {
+    prop_oneof![
+        prop::sample::select(vec![1, 999, 384_001, i32::MAX as u32, u32::MAX]),
+        any::<u32>(),
+    ]
+    .boxed()
+}
+
+/// Runs `cases` proptest cases over `valid` (optionally first changed by
+/// `structured` with a value from `values`, in half the cases) through
+/// `parse`, which reads the bytes at the path it is given; returns how many
+/// cases parsed. A panic fails with proptest's minimal failing case.
 fn fuzz(
     name: &str,
     valid: &[u8],
-    cases: usize,
-    structured: Structured,
+    cases: u32,
+    structured: Option<(Structured, BoxedStrategy<u32>)>,
     parse: impl Fn(&Path) -> bool,
 ) -> usize {
     let dir = scratch(name);
     let file = dir.join("input");
-    let seed = base_seed();
-    let mut ok = 0;
-    for case in 0..cases {
-        let mut rng = seeded(seed ^ (case as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut runner = TestRunner::new(RunnerConfig {
+        cases,
+        failure_persistence: None,
+        rng_seed: RngSeed::Fixed(base_seed()),
+        ..RunnerConfig::default()
+    });
+    let (apply, values) = match structured {
+        Some((f, v)) => (Some(f), prop::option::weighted(0.5, v).boxed()),
+        None => (None, Just(None).boxed()),
+    };
+    let strategy = (values, prop::collection::vec(mutation(), 0..=4));
+    let ok = Cell::new(0usize);
+    let result = runner.run(&strategy, |(value, mutations)| {
         let mut bytes = valid.to_vec();
-        structured(&mut bytes, &mut rng);
-        let bytes = if rng.random_bool(0.5) {
-            mutate(&bytes, &mut rng)
-        } else {
-            bytes
-        };
-        std::fs::write(&file, &bytes).unwrap();
-        match catch_unwind(AssertUnwindSafe(|| parse(&file))) {
-            Ok(true) => ok += 1,
-            Ok(false) => {}
-            Err(_) => panic!(
-                "{name}: case {case} panicked (DICCAE_FUZZ_SEED={seed}); input kept at {}",
-                file.display()
-            ),
+        if let (Some(f), Some(v)) = (apply, value) {
+            f(&mut bytes, v);
         }
+        std::fs::write(&file, mutate(&bytes, &mutations)).unwrap();
+        if parse(&file) {
+            ok.set(ok.get() + 1);
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!(
+            "{name}: {e} (DICCAE_FUZZ_SEED={}); the last input tried is kept at {}",
+            base_seed(),
+            file.display()
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
-    ok
+    ok.get()
 }
 
 fn wav_bytes() -> Vec<u8> {
@@ -207,7 +254,13 @@ fn wav_inputs_never_panic() {
         })
         .is_ok()
     );
-    let ok = fuzz("wav", &valid, 1_500, wav_rate, |p| load_wav(p).is_ok());
+    let ok = fuzz(
+        "wav",
+        &valid,
+        1_500,
+        Some((wav_rate, extreme_rate())),
+        |p| load_wav(p).is_ok(),
+    );
     assert!(
         ok < 1_500,
         "no mutation was refused: the harness mutates nothing"
@@ -230,7 +283,7 @@ fn frame_images_never_panic() {
         ("jpeg", image::ImageFormat::Jpeg),
     ] {
         let valid = image_bytes(format);
-        let ok = fuzz(name, &valid, 600, blind, |p| load_frame(p, 16).is_ok());
+        let ok = fuzz(name, &valid, 600, None, |p| load_frame(p, 16).is_ok());
         assert!(ok < 600, "{name}: no mutation was refused");
     }
 }
@@ -243,7 +296,7 @@ fn manifests_never_panic() {
         r#"{"id": "c", "audio": "c.wav", "frames": "fc/", "split": "test"}"#,
     ];
     let valid = (lines.join("\n") + "\n").into_bytes();
-    let ok = fuzz("manifest", &valid, 1_500, blind, |p| {
+    let ok = fuzz("manifest", &valid, 1_500, None, |p| {
         Manifest::load(p).is_ok()
     });
     assert!(ok < 1_500, "no mutation was refused");
@@ -256,7 +309,7 @@ fn configurations_never_panic() {
         .to_toml()
         .unwrap()
         .into_bytes();
-    let ok = fuzz("config", &valid, 1_500, blind, |p| {
+    let ok = fuzz("config", &valid, 1_500, None, |p| {
         let text = String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned();
         Config::from_toml(&text).is_ok()
     });
@@ -283,13 +336,13 @@ fn checkpoint_states_never_panic() {
     let tensors_file = std::fs::read(at.join("tensors.safetensors")).unwrap();
     // Mutated state.json beside intact tensors, then mutated tensors beside
     // an intact state.
-    let ok = fuzz("state", &state, 800, blind, |p| {
+    let ok = fuzz("state", &state, 800, None, |p| {
         std::fs::copy(p, at.join("state.json")).unwrap();
         load(&at).is_ok()
     });
     assert!(ok < 800, "no mutated state was refused");
     std::fs::write(at.join("state.json"), &state).unwrap();
-    let ok = fuzz("tensors", &tensors_file, 800, blind, |p| {
+    let ok = fuzz("tensors", &tensors_file, 800, None, |p| {
         std::fs::copy(p, at.join("tensors.safetensors")).unwrap();
         load(&at).is_ok()
     });
