@@ -214,14 +214,24 @@ fn a_diverging_run_stops_without_a_poisoned_checkpoint() {
         err.contains("non-finite") || err.contains("poisoned"),
         "{err}"
     );
-    // Whatever checkpoint exists holds finite values only: it loads, and every tensor is finite.
-    if let Ok(ckpt) = diccae_engine::checkpoint::load(&out.join("checkpoints")) {
-        for (name, t) in &ckpt.tensors {
-            assert!(t.data.iter().all(|v| v.is_finite()), "{name} is poisoned");
-        }
-    }
+    // A checkpoint is written only after a complete epoch: if one exists it
+    // must load (no skipping on a load failure) and hold finite values only;
+    // if none does, no epoch may have completed.
     let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     assert!(log.contains("rejected_step"), "no rejected step logged");
+    let ckpt_dir = out.join("checkpoints");
+    match diccae_engine::checkpoint::latest(&ckpt_dir).unwrap() {
+        Some(_) => {
+            let ckpt = diccae_engine::checkpoint::load(&ckpt_dir).unwrap();
+            for (name, t) in &ckpt.tensors {
+                assert!(t.data.iter().all(|v| v.is_finite()), "{name} is poisoned");
+            }
+        }
+        None => assert!(
+            epoch_records(&out).is_empty(),
+            "an epoch completed but left no checkpoint"
+        ),
+    }
     let _ = std::fs::remove_dir_all(&out);
 }
 
@@ -409,6 +419,49 @@ fn an_unlabelled_clip_in_a_labelled_manifest_is_a_counted_skip() {
     assert!(
         skipped.contains(&format!("{dropped}:")) && skipped.contains("no label"),
         "{skipped}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_unlabelled_manifest_needs_a_cluster_count_and_then_pretrains_without_probes() {
+    let dir = fresh_dir("unlabelled");
+    let manifest = build_manifest(&dir.join("data"), 16);
+    let unlabelled = dir.join("data/unlabelled.jsonl");
+    rewrite_manifest(&manifest, &unlabelled, |v| {
+        v.as_object_mut().unwrap().remove("label");
+    });
+    // DICCAE's K follows the classes by default; without labels it must be
+    // given, and the error says which key to set.
+    let out = dir.join("run");
+    let err = train(
+        &small(&[]),
+        &opts(&out, Some(unlabelled.clone())),
+        &Opened::cpu(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("no labels") && err.contains("--set diccae.clusters="),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+    train(
+        &small(&["diccae.clusters=2"]),
+        &opts(&out, Some(unlabelled)),
+        &Opened::cpu(),
+    )
+    .unwrap();
+    let s = summary(&out);
+    assert!(
+        s.pointer("/linear_probe/fused/top1").is_none() && s.pointer("/knn/fused/top1").is_none(),
+        "no labels, no probes: {s}"
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("The data has no labels"), "{report}");
+    assert!(
+        epoch_records(&out).iter().all(|r| r["l_ins"].is_number()),
+        "pretraining ran"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
