@@ -1,4 +1,7 @@
-//! Compiles the CUDA kernels (`kernels/*.cu`) when an nvcc is available.
+//! Generates the typed kernel ids (`kernel_ids.rs`: one constant per
+//! `KERNEL` entry point of `kernels/*.cu`, so a misspelt kernel is a compile
+//! error), and, with the `cuda` feature, compiles the kernels when an nvcc
+//! is available.
 //!
 //! nvcc is looked for in `$NVCC`, `$CUDA_HOME/bin/nvcc`, `PATH`, and the pip
 //! toolkit (`nvidia-cuda-nvcc`) under `$VIRTUAL_ENV`, `./.venv` or the
@@ -81,6 +84,65 @@ fn find_nvcc(manifest: &Path) -> Option<PathBuf> {
     candidates.into_iter().find(|p| p.is_file() && runs(p))
 }
 
+/// Entry points of a kernel source: every line `KERNEL void [__launch_bounds__(..)] name(`.
+fn kernel_names(src: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for line in src.lines() {
+        let Some(rest) = line.trim_start().strip_prefix("KERNEL ") else {
+            continue;
+        };
+        let mut rest = rest.trim_start();
+        rest = rest.strip_prefix("void").unwrap_or(rest).trim_start();
+        if let Some(after) = rest.strip_prefix("__launch_bounds__(") {
+            rest = after
+                .split_once(')')
+                .map(|(_, r)| r.trim_start())
+                .unwrap_or("");
+        }
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// `kernel_ids.rs`: a module per kernel file with a `KernelId` constant per
+/// entry point, and the table of every file and its entry points.
+fn write_kernel_ids(sources: &[PathBuf], out: &Path) {
+    let mut modules = String::new();
+    let mut table = String::from(
+        "/// Every kernel file (stem) and its entry points, from kernels/*.cu.\npub const KERNEL_FILES: &[(&str, &[&str])] = &[\n",
+    );
+    for src in sources {
+        let stem = src.file_stem().and_then(|s| s.to_str()).unwrap_or("kernel");
+        let text = std::fs::read_to_string(src).expect("readable kernel source");
+        let names = kernel_names(&text);
+        if names.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            modules,
+            "/// The entry points of `kernels/{stem}.cu`.\npub mod {stem} {{\n    use super::KernelId;"
+        );
+        for n in &names {
+            let _ = writeln!(
+                modules,
+                "    /// `{n}` in `kernels/{stem}.cu`.\n    pub const {}: KernelId = KernelId {{ file: {stem:?}, name: {n:?} }};",
+                n.to_uppercase()
+            );
+        }
+        modules.push_str("}\n");
+        let list: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+        let _ = writeln!(table, "    ({stem:?}, &[{}]),", list.join(", "));
+    }
+    table.push_str("];\n");
+    std::fs::write(out.join("kernel_ids.rs"), table + &modules).expect("writable OUT_DIR");
+}
+
 fn main() {
     let manifest =
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -103,7 +165,12 @@ fn main() {
         }
     }
     sources.sort();
+    write_kernel_ids(&sources, &out);
 
+    // The kernels are compiled only for a build that can launch them.
+    if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
+        return;
+    }
     if std::env::var_os("DICCAE_SKIP_KERNELS").is_some_and(|v| v == "1") {
         println!("cargo:warning=DICCAE_SKIP_KERNELS=1: CUDA kernels not built");
         return;

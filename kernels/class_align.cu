@@ -4,9 +4,10 @@
 // k logits a_l = z·μ_l/τ live in dynamic shared memory (4 rows per block).
 //
 // Labels are f32-encoded class indices. A label that is not an index in
-// 0..k sets status[0] = max(status[0], 1 + row) and the row is skipped; a
-// weight that is not finite and positive sets status[1] = max(status[1],
-// 1 + y·k + l). The host reads `status` once per step.
+// 0..k flags its row in status[0] and the row is skipped; a weight that is
+// not finite and positive flags its index y·k + l in status[1] (each word
+// names the first such index: flag_first in common.cuh). The host reads
+// `status` once per step.
 #include "common.cuh"
 
 // Logits of row i into row_s[0..k) (lanes over prototypes), then the row's max.
@@ -29,7 +30,7 @@ __device__ __forceinline__ float row_logits(Buf<const float> z, Buf<const float>
 __device__ __forceinline__ float weight(Buf<const float> weights, int has_w, int y, int l, int k, Buf<int> status) {
     if (!has_w || l == y) return 1.0f;
     float w = weights[(long long)y * k + l];
-    if (!(w > 0.0f && w < pos_inf())) atomicMax(&status[1], 1 + y * k + l);
+    if (!(w > 0.0f && w < pos_inf())) atomicMax(&status[1], flag_first((long long)y * k + l));
     return w;
 }
 
@@ -45,7 +46,7 @@ KERNEL void __launch_bounds__(128) class_align_fwd_f32(Buf<const float> z, Buf<c
     int y = decode_label(labels[i], k);
     if (y < 0) {
         if (lane == 0) {
-            atomicMax(&status[0], 1 + i);
+            atomicMax(&status[0], flag_first(i));
             row_loss[i] = 0.0f;
             lse[i] = 0.0f;
         }
@@ -80,7 +81,7 @@ KERNEL void __launch_bounds__(128) class_align_bwd_f32(Buf<const float> z, Buf<c
     if (i >= n) return;  // whole warp; the kernel has no block barrier
     int y = decode_label(labels[i], k);
     if (y < 0) {
-        if (lane == 0) atomicMax(&status[0], 1 + i);
+        if (lane == 0) atomicMax(&status[0], flag_first(i));
         return;
     }
     Buf<float> row_s = smem + (long long)warp * k;

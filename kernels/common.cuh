@@ -150,3 +150,9 @@ __device__ __forceinline__ void dot_tile_32x32(Buf<const float> own, int own_row
         __syncthreads();
     }
 }
+
+// Status words name the first bad index: a kernel flags index i with
+// atomicMax(&status[w], flag_first(i)), so the smallest index wins whatever
+// the order blocks run in; 0 means nothing was flagged. The host decodes
+// INT_MAX − word.
+__device__ __forceinline__ int flag_first(long long index) { return (int)(0x7fffffffLL - index); }

@@ -8,8 +8,8 @@
 // Backward: cross_entropy_bwd_f32 from the saved LSEs.
 //
 // Targets are f32-encoded class indices (the trait's targets buffer). A
-// target that is not an index in 0..C sets status[0] = max(status[0],
-// 1 + row) and the row is skipped (its row loss and LSE set to 0, its
+// target that is not an index in 0..C flags its row in status[0] (the
+// first such row: flag_first in common.cuh) and the row is skipped (its row loss and LSE set to 0, its
 // gradient left alone); the host reads `status` (zeroed before the launch)
 // and reports the row, as the CPU backend does.
 #include "common.cuh"
@@ -23,7 +23,7 @@ KERNEL void __launch_bounds__(256) cross_entropy_fwd_f32(Buf<const float> logits
     int t = decode_label(targets[r], classes);
     if (t < 0) {
         if (lane == 0) {
-            atomicMax(&status[0], (int)(1 + r));
+            atomicMax(&status[0], flag_first(r));
             row_loss[r] = 0.0f;
             lse[r] = 0.0f;
         }
@@ -51,7 +51,7 @@ KERNEL void __launch_bounds__(256) cross_entropy_bwd_f32(Buf<const float> logits
     if (r >= rows) return;  // whole warp; no block barrier
     int t = decode_label(targets[r], classes);
     if (t < 0) {
-        if (lane == 0) atomicMax(&status[0], (int)(1 + r));
+        if (lane == 0) atomicMax(&status[0], flag_first(r));
         return;
     }
     float coef = grad_loss[0] * scale / (float)rows;

@@ -56,8 +56,8 @@ KERNEL void __launch_bounds__(256) kmeans_assign_f32(Buf<const float> data, Buf<
 }
 
 // sums[p,c,:] = Σ_{i: label_i = c} x_i and counts[p,c] = #{i: label_i = c}
-// (overwritten). A label that is not an index in 0..k sets
-// status[0] = max(status[0], 1 + p·n + i) and is skipped.
+// (overwritten). A label that is not an index in 0..k flags p·n + i in
+// status[0] (the first such: flag_first in common.cuh) and is skipped.
 // Grid (k, P) blocks of 128 threads; no dynamic shared memory.
 KERNEL void __launch_bounds__(128) kmeans_update_f32(Buf<const float> data, Buf<const float> labels, int n, int k, int d, Buf<float> sums, Buf<float> counts, Buf<int> status) {
     SHARED_ARRAY(int, lab_s, 128);
@@ -70,7 +70,7 @@ KERNEL void __launch_bounds__(128) kmeans_update_f32(Buf<const float> data, Buf<
         for (int i0 = 0; i0 < n; i0 += 128) {
             int i = i0 + t;
             int lab = i < n ? decode_label(labels[(long long)p * n + i], k) : -2;
-            if (lab == -1 && cl == 0 && k0 == 0) atomicMax(&status[0], 1 + p * n + i);
+            if (lab == -1 && cl == 0 && k0 == 0) atomicMax(&status[0], flag_first((long long)p * n + i));
             lab_s[t] = lab;
             __syncthreads();
             int m = n - i0 < 128 ? n - i0 : 128;

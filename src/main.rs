@@ -10,9 +10,10 @@ use diccae_engine::backend::device::{self, DEVICE_HELP, Device, Opened};
 use diccae_engine::backend::{BackendCore, cuda_kernels};
 use diccae_engine::config::Config;
 use diccae_engine::train::ablate::{AblationPlan, ablate};
+use diccae_engine::train::eval_checkpoint::evaluate_checkpoint;
 use diccae_engine::train::export::export_features;
 use diccae_engine::train::features;
-use diccae_engine::train::trainer::{TrainOptions, evaluate_checkpoint, train};
+use diccae_engine::train::trainer::{TrainOptions, train};
 
 /// Self-supervised audio-visual representation learning (DICCAE).
 ///

@@ -182,12 +182,14 @@ fn class_align_flags_bad_labels_and_weights() {
     let mu = unit_rows(&mut r, k, d);
     let mut y = vec![1.0f32; n];
     y[6] = 3.0;
+    y[8] = 7.0;
     let mut w = vec![1.0f32; k * k];
     w[3 + 2] = -1.0; // W[1,2]
+    w[3 * 2 + 1] = f32::NAN; // W[2,1]
     let out = emu_fwd(&s, &z, &mu, &y, Some(&w), Vec::new());
     assert_eq!(
         out.status,
-        [7, 6],
-        "status = [1 + bad row, 1 + bad weight index]"
+        [i32::MAX - 6, i32::MAX - 5],
+        "status = INT_MAX − [first bad row, first bad weight index]"
     );
 }

@@ -226,3 +226,62 @@ fn a_checkpoint_whose_state_disagrees_with_itself_is_refused() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// Checkpoints written before the objectives were generic kept DICCAE's gate
+/// epoch in the run state and logged every term of every method in each
+/// epoch record (`null` where it did not train): such a run still resumes
+/// to the result of the uninterrupted run.
+#[test]
+fn a_checkpoint_in_the_older_layout_resumes_to_the_same_result() {
+    use diccae_engine::checkpoint::{load, save};
+    let cfg = small(&[
+        "train.epochs=4",
+        "diccae.warmup_epochs=0",
+        "diccae.gate_deadline=0.5",
+        "diccae.min_size_entropy=0",
+    ]);
+    let whole = fresh_dir("old-layout-whole");
+    train(&cfg, &opts(&whole, None), &Opened::cpu()).unwrap();
+    let records = epoch_records(&whole);
+    assert!(
+        records[3]["l_cls"].is_number(),
+        "the cluster terms must train before the stop: {records:?}"
+    );
+
+    let out = fresh_dir("old-layout");
+    // Train the same run, then put the checkpoint after epoch 3 in the old
+    // layout and resume from it.
+    train(&cfg, &opts(&out, None), &Opened::cpu()).unwrap();
+    let ckpts = out.join("checkpoints");
+    let mut old = load(&ckpts.join("epoch-0003")).unwrap();
+    let gate = old
+        .state
+        .as_object_mut()
+        .unwrap()
+        .remove("gate_epoch")
+        .unwrap();
+    assert!(gate.is_number(), "the gate opened by epoch 3: {gate}");
+    old.state["run"]["gate_epoch"] = gate;
+    for r in old.state["run"]["history"].as_array_mut().unwrap() {
+        let r = r.as_object_mut().unwrap();
+        for key in ["l_cls", "l_conf"] {
+            r.entry(key).or_insert(serde_json::Value::Null);
+        }
+    }
+    std::fs::remove_dir_all(ckpts.join("epoch-0004")).unwrap();
+    std::fs::remove_dir_all(ckpts.join("epoch-0003")).unwrap();
+    save(&ckpts, "epoch-0003", &old).unwrap();
+    train(&cfg, &resume_opts(&out, None), &Opened::cpu()).unwrap();
+    let (mut a, mut b) = (summary(&whole), summary(&out));
+    for s in [&mut a, &mut b] {
+        s.as_object_mut().unwrap().remove("seconds");
+    }
+    assert_eq!(a, b, "resumed from the old layout");
+    assert_eq!(
+        epoch_records(&out)[3]["loss"],
+        records[3]["loss"],
+        "the last epoch's loss"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(&whole);
+}

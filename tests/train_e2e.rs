@@ -7,7 +7,8 @@ mod e2e_common;
 
 use diccae_engine::backend::device::Opened;
 use diccae_engine::train::ablate::{AblationPlan, ablate};
-use diccae_engine::train::trainer::{evaluate_checkpoint, train};
+use diccae_engine::train::eval_checkpoint::evaluate_checkpoint;
+use diccae_engine::train::trainer::train;
 use e2e_common::{
     build_manifest, epoch_records, fresh_dir, opts, rewrite_manifest, small, summary, write_wav,
 };

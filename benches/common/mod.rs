@@ -32,6 +32,8 @@ use diccae_engine::ops::softmax::softmax;
 use diccae_engine::optim::{AdamW, AdamWConfig, clip_grad_norm};
 use diccae_engine::rng::{SeededRng, normal_vec, seeded, uniform_vec};
 use diccae_engine::tensor::Tensor;
+use diccae_engine::train::clusters::{ClusterSnapshot, ClusterState};
+use diccae_engine::train::diccae_terms::{ClusterBatch, TermWeights, diccae_terms};
 use rand::Rng;
 use rayon::prelude::*;
 
@@ -1006,10 +1008,12 @@ impl GatherCase {
 // ---------------------------------------------------------------- training step
 
 /// One `tiny` training step as the trainer runs it with every loss active:
-/// forward, `L_ins + λ_cls·½(L_cls,a + L_cls,v) + λ_conf·L_conf` (W and the
-/// soft confusion), backward, gradient clipping at 1, AdamW. Inputs are a
-/// fixed random batch (N(0,1), the normalised features' scale); prototypes
-/// are unit rows, labels random, W in [1, 2].
+/// forward, the DICCAE objective's terms (`train::diccae_terms`, the function
+/// the trainer's objective calls) `L_ins + λ_cls·½(L_cls,a + L_cls,v) +
+/// λ_conf·L_conf` (W and the soft confusion), backward from their gradient at
+/// the embeddings, gradient clipping at 1, AdamW. Inputs are a fixed random
+/// batch (N(0,1), the normalised features' scale); prototypes are unit
+/// rows, labels random, W in [1, 2].
 pub struct StepCase {
     pub cfg: Config,
     pub batch: usize,
@@ -1018,16 +1022,15 @@ pub struct StepCase {
     pub opt: AdamW<CpuBackend>,
     pub audio: Vec<f32>,
     pub video: Vec<f32>,
-    pub protos: [Tensor<CpuBackend>; 3],
-    pub labels: Tensor<CpuBackend>,
-    pub weights: Tensor<CpuBackend>,
-    pub confusion: Tensor<CpuBackend>,
+    /// Pseudo-labels (of clips 0..batch), prototypes and W.
+    pub clusters: ClusterState<CpuBackend>,
 }
 
 /// The scalars of a step, and (for the check) the embeddings.
 pub struct StepOut {
-    pub loss: f32,
-    pub terms: [f32; 4],
+    pub loss: f64,
+    /// L_ins, L_cls (the mean over both directions), L_conf.
+    pub terms: [f64; 3],
     pub z: Option<[Vec<f32>; 3]>,
     /// The clipped gradient of every parameter (with `keep`).
     pub grads: Option<Vec<Vec<f32>>>,
@@ -1057,14 +1060,21 @@ impl StepCase {
             1.0,
         );
         let (k, p) = (d.synthetic_classes, cfg.model.proj_dim);
-        let mut proto = || Tensor::from_host(&be, &[k, p], &unit_rows(&mut rng, k, p)).unwrap();
-        let protos = [proto(), proto(), proto()];
-        let labels: Vec<f32> = (0..batch).map(|_| rng.random_range(0..k) as f32).collect();
+        let mut proto = || unit_rows(&mut rng, k, p);
+        let prototypes = [proto(), proto(), proto()];
+        let labels: Vec<usize> = (0..batch).map(|_| rng.random_range(0..k)).collect();
+        let snapshot = ClusterSnapshot {
+            k,
+            dim: p,
+            labels,
+            confident: vec![true; batch],
+            centroids: prototypes[2].clone(),
+            prototypes,
+            weights: uniform_vec(&mut rng, k * k, 1.0, 2.0),
+            rounds: Vec::new(),
+        };
         StepCase {
-            labels: Tensor::from_host(&be, &[batch], &labels).unwrap(),
-            weights: Tensor::from_host(&be, &[k, k], &uniform_vec(&mut rng, k * k, 1.0, 2.0))
-                .unwrap(),
-            confusion: Tensor::zeros(&be, &[k, k]).unwrap(),
+            clusters: ClusterState::restore(&be, snapshot).unwrap(),
             cfg,
             batch,
             store,
@@ -1072,7 +1082,6 @@ impl StepCase {
             opt,
             audio,
             video,
-            protos,
         }
     }
 
@@ -1081,7 +1090,6 @@ impl StepCase {
     pub fn step(&mut self, keep: bool) -> StepOut {
         let be = be();
         let (d, c) = (&self.cfg.data, &self.cfg.diccae);
-        let (lambda_cls, lambda_conf) = (c.lambda_cls, c.lambda_conf);
         let mut tape = Tape::new(&self.store);
         let a = tape.constant(
             Tensor::from_host(&be, &[self.batch, d.n_mels, d.audio_frames], &self.audio).unwrap(),
@@ -1095,34 +1103,43 @@ impl StepCase {
             .unwrap(),
         );
         let e = self.model.forward(&mut tape, a, v).unwrap();
-        let l_ins = infonce(&mut tape, e.z_a, e.z_v, c.tau).unwrap();
-        let [pa, pv, pf] = &self.protos;
-        let la = class_align(&mut tape, e.z_a, pv, &self.labels, None, c.tau_c, None).unwrap();
-        let lv = class_align(&mut tape, e.z_v, pa, &self.labels, None, c.tau_c, None).unwrap();
-        let both = add(&mut tape, la, lv).unwrap();
-        let l_cls = scale(&mut tape, both, 0.5).unwrap();
-        let weighted = scale(&mut tape, l_cls, lambda_cls).unwrap();
-        let total = add(&mut tape, l_ins, weighted).unwrap();
-        let l_conf = class_align(
-            &mut tape,
-            e.z_f,
-            pf,
-            &self.labels,
-            Some(&self.weights),
-            c.tau_c,
-            Some(&mut self.confusion),
+        let weights = TermWeights {
+            tau: c.tau,
+            tau_c: c.tau_c,
+            lambda_fused: 0.0,
+            lambda_cls: c.lambda_cls,
+            lambda_conf: c.lambda_conf,
+            cluster_grad_ratio: 0.0,
+        };
+        let idx: Vec<usize> = (0..self.batch).collect();
+        let outputs = [e.z_a, e.z_v, e.z_f];
+        let batch = ClusterBatch {
+            state: &mut self.clusters,
+            idx: &idx,
+        };
+        let terms = diccae_terms(
+            &self.store,
+            outputs.map(|v| tape.value(v)),
+            &weights,
+            Some(batch),
         )
         .unwrap();
-        let weighted = scale(&mut tape, l_conf, lambda_conf).unwrap();
-        let total = add(&mut tape, total, weighted).unwrap();
-        let s = |v| tape.value(v).buf()[0];
         let mut out = StepOut {
-            loss: s(total),
-            terms: [s(l_ins), s(la), s(lv), s(l_conf)],
-            z: keep.then(|| [e.z_a, e.z_v, e.z_f].map(|z| tape.value(z).buf().clone())),
+            loss: terms.loss,
+            terms: [
+                terms.ins,
+                terms.cls.expect("L_cls trains"),
+                terms.conf.expect("L_conf trains"),
+            ],
+            z: keep.then(|| outputs.map(|z| tape.value(z).buf().clone())),
             grads: None,
         };
-        let mut grads = tape.backward(total).unwrap();
+        let seeds = outputs
+            .into_iter()
+            .zip(terms.grads)
+            .filter_map(|(v, g)| g.map(|g| (v, g)))
+            .collect();
+        let mut grads = tape.backward_from(seeds).unwrap();
         drop(tape);
         clip_grad_norm(&self.store, &mut grads, self.cfg.train.grad_clip).unwrap();
         if keep {
@@ -1137,7 +1154,7 @@ impl StepCase {
         out
     }
 
-    /// On a fresh case: the four loss terms against f64 host definitions on
+    /// On a fresh case: the three loss terms against f64 host definitions on
     /// the step's own embeddings (1e-4 relative), the total against their
     /// weighted sum, and every parameter after the first AdamW step against
     /// `p·(1 − lr·wd) − lr·ĝ/(|ĝ| + eps)` computed on the host from the
@@ -1160,37 +1177,29 @@ impl StepCase {
         let (b, p) = (self.batch, self.cfg.model.proj_dim);
         let c = &self.cfg.diccae;
         let ins = infonce_f64(&za, &zv, b, p, f64::from(c.tau));
-        let protos: Vec<Vec<f32>> = self
-            .protos
-            .iter()
-            .map(|t| t.to_host(&be).unwrap())
-            .collect();
-        let labels = self.labels.to_host(&be).unwrap();
-        let w = self.weights.to_host(&be).unwrap();
+        let snapshot = self.clusters.export();
+        let protos = &snapshot.prototypes;
+        let labels: Vec<f32> = snapshot.labels.iter().map(|&l| l as f32).collect();
+        let w = &snapshot.weights;
         let k = self.cfg.data.synthetic_classes;
         let ca = |z: &[f32], mu: &[f32], w: Option<&[f32]>| {
             class_align_f64(z, mu, &labels, w, b, k, p, f64::from(c.tau_c))
         };
-        let want = [
-            ins,
-            ca(&za, &protos[1], None),
-            ca(&zv, &protos[0], None),
-            ca(&zf, &protos[2], Some(&w)),
-        ];
-        for (name, (&got, want)) in ["L_ins", "L_cls(a)", "L_cls(v)", "L_conf"]
+        let cls = 0.5 * (ca(&za, &protos[1], None) + ca(&zv, &protos[0], None));
+        let want = [ins, cls, ca(&zf, &protos[2], Some(w))];
+        for (name, (&got, want)) in ["L_ins", "L_cls", "L_conf"]
             .iter()
             .zip(out.terms.iter().zip(want))
         {
             assert!(
-                (f64::from(got) - want).abs() <= 1e-4 * want.abs().max(1.0),
+                (got - want).abs() <= 1e-4 * want.abs().max(1.0),
                 "benchmark output is wrong: tiny step {name} = {got}, f64 reference {want} (1e-4 relative)"
             );
         }
-        let total = want[0]
-            + f64::from(c.lambda_cls) * 0.5 * (want[1] + want[2])
-            + f64::from(c.lambda_conf) * want[3];
+        let total =
+            want[0] + f64::from(c.lambda_cls) * want[1] + f64::from(c.lambda_conf) * want[2];
         assert!(
-            (f64::from(out.loss) - total).abs() <= 1e-4 * total.abs().max(1.0),
+            (out.loss - total).abs() <= 1e-4 * total.abs().max(1.0),
             "benchmark output is wrong: tiny step total loss {} vs {total}",
             out.loss
         );

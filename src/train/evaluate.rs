@@ -3,16 +3,19 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::autograd::ParamStore;
+use crate::backend::Backend;
 use crate::backend::cpu::CpuBackend;
-use crate::config::EvalConfig;
+use crate::config::{Config, EvalConfig};
 use crate::error::Result;
 use crate::eval::knn::{cosine_similarity, knn_predict, l2_rows};
 use crate::eval::metrics::{nmi, recall_at_k};
 use crate::eval::probe::{ProbeConfig, linear_probe};
 use crate::kmeans::{KMeansConfig, kmeans};
+use crate::model::AvModel;
 use crate::tensor::Tensor;
-use crate::train::embed::SplitEmbeddings;
-use crate::train::features::Dataset;
+use crate::train::embed::{SplitEmbeddings, embed_split};
+use crate::train::features::{Dataset, InputShapes};
 
 /// Top-1 and top-5 accuracy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -246,4 +249,26 @@ pub fn evaluate(
         );
     }
     Ok(ev)
+}
+
+/// Embeds both splits of `data` with the model (no gradients, no
+/// augmentation) and evaluates the embeddings.
+pub fn evaluate_model<B: Backend>(
+    model: &AvModel,
+    store: &ParamStore<B>,
+    data: &Dataset,
+    cfg: &Config,
+) -> Result<Evaluation> {
+    let shapes = InputShapes::of(cfg);
+    let b = cfg.train.batch_size.max(1);
+    let embed = |set| embed_split(model, store, set, b, (&shapes.audio, &shapes.video));
+    let (train, test) = (embed(&data.train)?, embed(&data.test)?);
+    evaluate(
+        data,
+        &train,
+        &test,
+        cfg.model.dim,
+        cfg.model.proj_dim,
+        &cfg.eval,
+    )
 }

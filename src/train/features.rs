@@ -107,6 +107,26 @@ impl FeatureSet {
     }
 }
 
+/// The shapes of one clip's inputs.
+#[derive(Clone, Debug)]
+pub struct InputShapes {
+    /// `[n_mels, audio_frames]`.
+    pub audio: Vec<usize>,
+    /// `[frames, 3, frame_size, frame_size]`.
+    pub video: Vec<usize>,
+}
+
+impl InputShapes {
+    /// The input shapes `cfg.data` gives.
+    pub fn of(cfg: &Config) -> Self {
+        let d = &cfg.data;
+        InputShapes {
+            audio: vec![d.n_mels, d.audio_frames],
+            video: vec![d.frames, 3, d.frame_size, d.frame_size],
+        }
+    }
+}
+
 /// A dataset ready for training and evaluation.
 #[derive(Clone, Debug)]
 pub struct Dataset {

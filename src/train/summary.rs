@@ -35,7 +35,7 @@ use crate::report::plot::{Series, heatmap, line_chart};
 use crate::train::clusters::ClusterSnapshot;
 use crate::train::evaluate::Evaluation;
 use crate::train::features::Dataset;
-use crate::train::trainer::EpochRecord;
+use crate::train::record::EpochRecord;
 
 /// One value per clustering round.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -133,7 +133,10 @@ impl Summary {
         let mut weight_matrix = None;
         clustering.terms_from_epoch = history
             .iter()
-            .find(|h| h.lambda_cls > 0.0 || h.lambda_conf > 0.0)
+            .find(|h| {
+                h.term("lambda_cls").unwrap_or(0.0) > 0.0
+                    || h.term("lambda_conf").unwrap_or(0.0) > 0.0
+            })
             .map(|h| h.epoch);
         if let Some(s) = &clusters {
             for r in &s.rounds {
@@ -156,7 +159,11 @@ impl Summary {
                 .filter(|i| i / k != i % k)
                 .map(|i| f64::from(s.weights[i]))
                 .collect();
-            if history.iter().any(|h| h.lambda_conf > 0.0) && !off.is_empty() {
+            if history
+                .iter()
+                .any(|h| h.term("lambda_conf").unwrap_or(0.0) > 0.0)
+                && !off.is_empty()
+            {
                 weights = Some(WeightSummary {
                     max: off.iter().copied().fold(f64::MIN, f64::max),
                     mean_offdiag: off.iter().sum::<f64>() / off.len() as f64,
@@ -288,35 +295,26 @@ pub fn write_outputs(out: &Path, s: &Summary, history: &[EpochRecord]) -> Result
             .filter_map(|h| f(h).map(|v| (h.epoch as f64 + 1.0, v)))
             .collect()
     };
-    let mut losses = vec![
-        Series {
-            name: "total",
-            points: ep(&|h| Some(h.loss)),
-        },
-        Series {
-            name: "L_ins",
-            points: ep(&|h| Some(h.l_ins)),
-        },
-        Series {
-            name: "L_cls",
-            points: ep(&|h| h.l_cls),
-        },
-        Series {
-            name: "L_conf",
-            points: ep(&|h| h.l_conf),
-        },
-    ];
-    // AVCL's terms (absent from DICCAE runs, whose legend stays as it was).
-    for (name, points) in [
-        ("L_selfcl", ep(&|h| h.l_selfcl)),
-        ("L_cgra", ep(&|h| h.l_cgra)),
-    ] {
-        if !points.is_empty() {
-            losses.push(Series { name, points });
+    // The total, then every loss term any epoch logged (L_ins first).
+    let mut names: Vec<String> = Vec::new();
+    for h in history {
+        for (name, _) in h.loss_terms() {
+            if !names.contains(&name) {
+                names.push(name);
+            }
         }
     }
-    if s.method == "avcl" {
-        losses.retain(|l| !l.points.is_empty());
+    names.sort_by_key(|n| (n != "L_ins", n.clone()));
+    let mut losses = vec![Series {
+        name: "total",
+        points: ep(&|h| Some(h.loss)),
+    }];
+    for name in &names {
+        let term = format!("l_{}", name.trim_start_matches("L_"));
+        losses.push(Series {
+            name,
+            points: ep(&|h| h.term(&term)),
+        });
     }
     line_chart(
         &plots.join("losses.png"),

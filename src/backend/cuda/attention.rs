@@ -3,6 +3,7 @@
 //! 32-key tiles in shared memory; FlashAttention-2 style backward in three
 //! kernels (D = rowsum(dO∘O), then dQ and dK/dV, no atomics).
 
+use crate::backend::cuda_kernels::{KernelId, ids};
 use cudarc::driver::{CudaSlice, PushKernelArg};
 
 use super::{CudaBackend, check_len, driver_err, int};
@@ -46,7 +47,7 @@ impl AttentionKernels for CudaBackend {
         lse: &mut CudaSlice<f32>,
     ) -> Result<()> {
         const OP: &str = "attention";
-        const K: &str = "attention_fwd_f32";
+        const K: KernelId = ids::attention::ATTENTION_FWD_F32;
         check_len(OP, "qkv", qkv, spec.qkv_len())?;
         check_len(OP, "out", out, spec.out_len())?;
         check_len(OP, "lse", lse, spec.lse_len())?;
@@ -56,9 +57,9 @@ impl AttentionKernels for CudaBackend {
         let (s, h, dh) = dims(OP, spec)?;
         let scale = spec.scale();
         let d = spec.head_dim;
-        let f = self.function("attention", K)?;
+        let f = self.function(K)?;
         let smem = (8 * d + 32 * (d + 1) + 32 * d) * 4;
-        let cfg = self.config(&f, K, grid(spec), 256, smem)?;
+        let cfg = self.config(&f, K.name, grid(spec), 256, smem)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(qkv)
             .arg(&s)
@@ -69,8 +70,8 @@ impl AttentionKernels for CudaBackend {
             .arg(lse);
         // SAFETY: qkv, out and lse hold the spec's lengths (checked above);
         // the grid covers (query tile, head, batch) within them and the
-        // dynamic shared memory is the Q, K and V tiles of the comment.
-        unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+        // dynamic shared memory is the Q, K.name and V tiles of the comment.
+        unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         Ok(())
     }
 
@@ -97,11 +98,11 @@ impl AttentionKernels for CudaBackend {
         let scale = spec.scale();
         let d = spec.head_dim;
 
-        const DOT: &str = "attention_bwd_dot_f32";
+        const DOT: KernelId = ids::attention::ATTENTION_BWD_DOT_F32;
         let mut delta = self.zeros(spec.lse_len())?;
-        let f = self.function("attention", DOT)?;
+        let f = self.function(DOT)?;
         let rows = spec.batch * spec.seq * spec.heads;
-        let cfg = self.config(&f, DOT, (rows.div_ceil(8), 1, 1), 256, 0)?;
+        let cfg = self.config(&f, DOT.name, (rows.div_ceil(8), 1, 1), 256, 0)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(out)
             .arg(grad_out)
@@ -112,17 +113,20 @@ impl AttentionKernels for CudaBackend {
             .arg(&mut delta);
         // SAFETY: out and grad_out hold B·S·H·Dh floats, delta B·H·S; one
         // warp per (b, s, h) row, rows past the end return.
-        unsafe { l.launch(cfg) }.map_err(driver_err(DOT))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(DOT.name))?;
 
         for (k, smem) in [
-            ("attention_bwd_dq_f32", (2 * 8 * d + 2 * 32 * (d + 1)) * 4),
             (
-                "attention_bwd_dkdv_f32",
+                ids::attention::ATTENTION_BWD_DQ_F32,
+                (2 * 8 * d + 2 * 32 * (d + 1)) * 4,
+            ),
+            (
+                ids::attention::ATTENTION_BWD_DKDV_F32,
                 (2 * 8 * d + 2 * 32 * (d + 1) + 64) * 4,
             ),
         ] {
-            let f = self.function("attention", k)?;
-            let cfg = self.config(&f, k, grid(spec), 256, smem)?;
+            let f = self.function(k)?;
+            let cfg = self.config(&f, k.name, grid(spec), 256, smem)?;
             let mut l = self.stream().launch_builder(&f);
             l.arg(qkv)
                 .arg(grad_out)
@@ -136,7 +140,7 @@ impl AttentionKernels for CudaBackend {
             // SAFETY: qkv and grad_qkv hold B·S·3·H·Dh floats, grad_out
             // B·S·H·Dh, lse and delta B·H·S (checked above); dQ and dK/dV
             // write disjoint thirds of grad_qkv, in stream order.
-            unsafe { l.launch(cfg) }.map_err(driver_err(k))?;
+            unsafe { l.launch(cfg) }.map_err(driver_err(k.name))?;
         }
         Ok(())
     }

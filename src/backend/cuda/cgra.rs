@@ -4,6 +4,7 @@
 //! tiled kernel is launched once per side with (own, other) = (ha, hv) and
 //! (hv, ha), on a grid of (row tiles × clips) blocks.
 
+use crate::backend::cuda_kernels::{KernelId, ids};
 use cudarc::driver::{CudaSlice, PushKernelArg};
 
 use super::{BLOCK, CudaBackend, check_len, driver_err, int};
@@ -62,16 +63,16 @@ impl CudaBackend {
     /// squared norms; returns its `B·t_own` outputs.
     fn cgra_stream(
         &self,
-        k: &'static str,
+        k: KernelId,
         a: Args,
         side: &Side<'_>,
         vectors: &[&CudaSlice<f32>],
     ) -> Result<CudaSlice<f32>> {
         let t_own = side.t_own as usize;
         let mut out = self.zeros(a.batch as usize * t_own)?;
-        let f = self.function("cgra", k)?;
+        let f = self.function(k)?;
         let grid = (t_own.div_ceil(32), a.batch as usize, 1);
-        let cfg = self.config(&f, k, grid, BLOCK, 0)?;
+        let cfg = self.config(&f, k.name, grid, BLOCK, 0)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(side.own)
             .arg(side.other)
@@ -89,7 +90,7 @@ impl CudaBackend {
         // SAFETY: own / other hold B·t·d floats of their sides, the norms
         // and per-token vectors B·t of theirs (checked or allocated by the
         // callers), out B·t_own; blockIdx.y < B.
-        unsafe { l.launch(cfg) }.map_err(driver_err(k))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(k.name))?;
         Ok(out)
     }
 
@@ -128,16 +129,16 @@ impl CgraKernels for CudaBackend {
             t_own: a.tv,
             t_other: a.ta,
         };
-        let row_lse = self.cgra_stream("cgra_lse_f32", a, &audio, &[])?;
-        let col_lse = self.cgra_stream("cgra_lse_f32", a, &video, &[])?;
-        let weight_a = self.cgra_stream("cgra_mean_prob_f32", a, &audio, &[&col_lse])?;
-        let weight_v = self.cgra_stream("cgra_mean_prob_f32", a, &video, &[&row_lse])?;
+        let row_lse = self.cgra_stream(ids::cgra::CGRA_LSE_F32, a, &audio, &[])?;
+        let col_lse = self.cgra_stream(ids::cgra::CGRA_LSE_F32, a, &video, &[])?;
+        let weight_a = self.cgra_stream(ids::cgra::CGRA_MEAN_PROB_F32, a, &audio, &[&col_lse])?;
+        let weight_v = self.cgra_stream(ids::cgra::CGRA_MEAN_PROB_F32, a, &video, &[&row_lse])?;
 
-        const K: &str = "cgra_pool_f32";
+        const K: KernelId = ids::cgra::CGRA_POOL_F32;
         let mut pooled = self.zeros(b * 4 * d)?;
         let mut clip_loss = self.zeros(b)?;
-        let f = self.function("cgra", K)?;
-        let cfg = self.config(&f, K, (b, 1, 1), BLOCK, 0)?;
+        let f = self.function(K)?;
+        let cfg = self.config(&f, K.name, (b, 1, 1), BLOCK, 0)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(ha)
             .arg(hv)
@@ -151,7 +152,7 @@ impl CgraKernels for CudaBackend {
             .arg(&mut clip_loss);
         // SAFETY: ha / hv hold B·Ta·d / B·Tv·d floats, the weights B·Ta and
         // B·Tv, pooled B·4·d and clip_loss B (all allocated above).
-        unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         let mut loss = self.zeros(1)?;
         self.sum_scale(&clip_loss, 1.0 / b as f32, &mut loss)?;
         Ok((
@@ -195,12 +196,12 @@ impl CgraKernels for CudaBackend {
         }
 
         // coef = [g_ā, g_v̄, g_ã, g_ṽ] per clip, α_j = V_j·g_ã, β_i = A_i·g_ṽ.
-        const KC: &str = "cgra_bwd_coef_f32";
+        const KC: KernelId = ids::cgra::CGRA_BWD_COEF_F32;
         let mut coef = self.zeros(b * 4 * d)?;
         let mut alpha = self.zeros(b * tv)?;
         let mut beta = self.zeros(b * ta)?;
-        let f = self.function("cgra", KC)?;
-        let cfg = self.config(&f, KC, (b, 1, 1), BLOCK, 2 * d * 4)?;
+        let f = self.function(KC)?;
+        let cfg = self.config(&f, KC.name, (b, 1, 1), BLOCK, 2 * d * 4)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(ha)
             .arg(hv)
@@ -217,7 +218,7 @@ impl CgraKernels for CudaBackend {
         // SAFETY: the inputs hold the lengths checked above, the outputs
         // were allocated with B·4·d, B·Tv and B·Ta floats; the dynamic
         // shared memory is the kernel's two d-vectors.
-        unsafe { l.launch(cfg) }.map_err(driver_err(KC))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(KC.name))?;
 
         let (sa, sv) = (&saved.sq_norm_a, &saved.sq_norm_v);
         let audio = Side {
@@ -237,12 +238,12 @@ impl CgraKernels for CudaBackend {
             t_other: a.ta,
         };
         // ρ_i = Σ_j P_ij α_j and κ_j = Σ_i Q_ij β_i (both sides need both).
-        let pd = "cgra_prob_dot_f32";
+        let pd = ids::cgra::CGRA_PROB_DOT_F32;
         let rho = self.cgra_stream(pd, a, &audio, &[&saved.row_lse, &alpha])?;
         let kappa = self.cgra_stream(pd, a, &video, &[&saved.col_lse, &beta])?;
 
-        const K: &str = "cgra_bwd_f32";
-        let f = self.function("cgra", K)?;
+        const K: KernelId = ids::cgra::CGRA_BWD_F32;
+        let f = self.function(K)?;
         let smem = (32 * d + 32 * 33) * 4;
         // (side, own LSE, other LSE, x1, x2, y1, y2, own weights, bar, tilde, out)
         let sides = [
@@ -277,7 +278,7 @@ impl CgraKernels for CudaBackend {
             let Some(out) = out else { continue };
             let (t_own, t_other) = (side.t_own as usize, side.t_other as usize);
             let (s_own, s_oth) = (1.0 / t_own as f32, 1.0 / t_other as f32);
-            let cfg = self.config(&f, K, (t_own.div_ceil(32), b, 1), BLOCK, smem)?;
+            let cfg = self.config(&f, K.name, (t_own.div_ceil(32), b, 1), BLOCK, smem)?;
             let mut l = self.stream().launch_builder(&f);
             l.arg(side.own)
                 .arg(side.other)
@@ -305,7 +306,7 @@ impl CgraKernels for CudaBackend {
             // or allocated above), coef B·4·d, out B·t_own·d (checked);
             // the dynamic shared memory is the 32×d accumulator and the
             // 32×33 weight tile, opted in above 48 KiB by `config`.
-            unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+            unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         }
         Ok(())
     }

@@ -6,6 +6,7 @@
 //! failing; it is read back after each call (one synchronisation) and
 //! turned into the same kind of error the CPU backend returns.
 
+use crate::backend::cuda_kernels::{KernelId, ids};
 use cudarc::driver::{CudaSlice, PushKernelArg};
 
 use super::{CudaBackend, check_len, driver_err, int};
@@ -50,16 +51,14 @@ impl CudaBackend {
         weights: Option<&CudaSlice<f32>>,
     ) -> Result<()> {
         let st = self.read_status(status)?;
-        if st[0] > 0 {
-            let row = (st[0] - 1) as usize;
+        if let Some(row) = Self::flagged(st[0]) {
             let v = self.element(labels, row)?;
             return Err(Error::invalid(
                 OP,
                 format!("label {v} at row {row} is not a class index in 0..{}", s.k),
             ));
         }
-        if let (true, Some(w)) = (st[1] > 0, weights) {
-            let at = (st[1] - 1) as usize;
+        if let (Some(at), Some(w)) = (Self::flagged(st[1]), weights) {
             let v = self.element(w, at)?;
             return Err(Error::invalid(
                 OP,
@@ -89,7 +88,7 @@ impl ClassAlignKernels for CudaBackend {
         lse: &mut CudaSlice<f32>,
         confusion: Option<&mut CudaSlice<f32>>,
     ) -> Result<()> {
-        const K: &str = "class_align_fwd_f32";
+        const K: KernelId = ids::class_align::CLASS_ALIGN_FWD_F32;
         let (n, k, d) = check(s, z, prototypes, labels, weights)?;
         check_len(OP, "loss", loss, 1)?;
         check_len(OP, "lse", lse, s.n)?;
@@ -101,8 +100,8 @@ impl ClassAlignKernels for CudaBackend {
         let has_w = i32::from(weights.is_some());
         let has_conf = i32::from(confusion.is_some());
         let inv_tau = s.inv_tau;
-        let f = self.function("class_align", K)?;
-        let cfg = self.config(&f, K, (s.n.div_ceil(4), 1, 1), 128, 4 * s.k * 4)?;
+        let f = self.function(K)?;
+        let cfg = self.config(&f, K.name, (s.n.div_ceil(4), 1, 1), 128, 4 * s.k * 4)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(z).arg(prototypes).arg(labels);
         match weights {
@@ -127,7 +126,7 @@ impl ClassAlignKernels for CudaBackend {
         // (checked above); a null weights/confusion pointer is never read
         // because has_w/has_conf is 0; the dynamic shared memory holds the
         // k logits of each of the block's 4 rows.
-        unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         self.sum_scale(&row_loss, 1.0 / s.n as f32, loss)?;
         self.class_align_status(s, &status, labels, weights)
     }
@@ -143,7 +142,7 @@ impl ClassAlignKernels for CudaBackend {
         grad_loss: &CudaSlice<f32>,
         dz: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        const K: &str = "class_align_bwd_f32";
+        const K: KernelId = ids::class_align::CLASS_ALIGN_BWD_F32;
         let (n, k, d) = check(s, z, prototypes, labels, weights)?;
         check_len(OP, "lse", lse, s.n)?;
         check_len(OP, "grad_loss", grad_loss, 1)?;
@@ -154,8 +153,8 @@ impl ClassAlignKernels for CudaBackend {
         let mut status = self.status(2)?;
         let has_w = i32::from(weights.is_some());
         let inv_tau = s.inv_tau;
-        let f = self.function("class_align", K)?;
-        let cfg = self.config(&f, K, (s.n.div_ceil(4), 1, 1), 128, 4 * s.k * 4)?;
+        let f = self.function(K)?;
+        let cfg = self.config(&f, K.name, (s.n.div_ceil(4), 1, 1), 128, 4 * s.k * 4)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(z).arg(prototypes).arg(labels);
         match weights {
@@ -172,7 +171,7 @@ impl ClassAlignKernels for CudaBackend {
             .arg(dz)
             .arg(&mut status);
         // SAFETY: as in the forward; dz holds n·d floats, grad_loss 1.
-        unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         self.class_align_status(s, &status, labels, weights)
     }
 }

@@ -2,9 +2,10 @@
 //! sum_scale_f32 of reduce.cu for the mean): one warp per row.
 //!
 //! The kernels flag a target that is not a class index in a status word
-//! (1 + the first bad row it saw) instead of failing; it is read back after
+//! (the first bad row, whatever order the blocks ran in) instead of failing; it is read back after
 //! each call (one synchronisation) and turned into the CPU backend's error.
 
+use crate::backend::cuda_kernels::{KernelId, ids};
 use cudarc::driver::{CudaSlice, PushKernelArg};
 
 use super::{BLOCK, CudaBackend, check_len, driver_err, int, row_warp_grid};
@@ -45,8 +46,7 @@ impl CudaBackend {
         targets: &CudaSlice<f32>,
     ) -> Result<()> {
         let st = self.read_status(status)?;
-        if st[0] > 0 {
-            let row = (st[0] - 1) as usize;
+        if let Some(row) = Self::flagged(st[0]) {
             let t = self.element(targets, row)?;
             return Err(Error::invalid(
                 "cross_entropy",
@@ -67,15 +67,15 @@ impl CrossEntropyKernels for CudaBackend {
         logits: &CudaSlice<f32>,
         targets: &CudaSlice<f32>,
     ) -> Result<(CudaSlice<f32>, CudaSlice<f32>)> {
-        const K: &str = "cross_entropy_fwd_f32";
+        const K: KernelId = ids::cross_entropy::CROSS_ENTROPY_FWD_F32;
         let (r, c) = inputs("cross_entropy", spec, logits, targets)?;
         let mut row_loss = self.zeros(spec.rows)?;
         let mut lse = self.zeros(spec.rows)?;
         let mut loss = self.zeros(1)?;
         let mut status = self.status(1)?;
         let scale = spec.scale;
-        let f = self.function("cross_entropy", K)?;
-        let cfg = self.config(&f, K, row_warp_grid(spec.rows), BLOCK, 0)?;
+        let f = self.function(K)?;
+        let cfg = self.config(&f, K.name, row_warp_grid(spec.rows), BLOCK, 0)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(logits)
             .arg(targets)
@@ -87,7 +87,7 @@ impl CrossEntropyKernels for CudaBackend {
             .arg(&mut status);
         // SAFETY: logits hold rows·classes floats, targets, row_loss and
         // lse rows, status 1 word (checked and allocated above).
-        unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         self.sum_scale(&row_loss, 1.0 / spec.rows as f32, &mut loss)?;
         self.cross_entropy_status(spec, &status, targets)?;
         Ok((loss, lse))
@@ -103,15 +103,15 @@ impl CrossEntropyKernels for CudaBackend {
         dlogits: &mut CudaSlice<f32>,
     ) -> Result<()> {
         const OP: &str = "cross_entropy backward";
-        const K: &str = "cross_entropy_bwd_f32";
+        const K: KernelId = ids::cross_entropy::CROSS_ENTROPY_BWD_F32;
         let (r, c) = inputs(OP, spec, logits, targets)?;
         check_len(OP, "LSE", lse, spec.rows)?;
         check_len(OP, "loss gradient", grad_loss, 1)?;
         check_len(OP, "dlogits", dlogits, spec.rows * spec.classes)?;
         let mut status = self.status(1)?;
         let scale = spec.scale;
-        let f = self.function("cross_entropy", K)?;
-        let cfg = self.config(&f, K, row_warp_grid(spec.rows), BLOCK, 0)?;
+        let f = self.function(K)?;
+        let cfg = self.config(&f, K.name, row_warp_grid(spec.rows), BLOCK, 0)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(logits)
             .arg(targets)
@@ -125,7 +125,7 @@ impl CrossEntropyKernels for CudaBackend {
         // SAFETY: logits and dlogits hold rows·classes floats, targets and
         // lse rows, grad_loss 1, status 1 word (checked above); the kernel
         // adds into dlogits and skips a row whose target is invalid.
-        unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         self.cross_entropy_status(spec, &status, targets)
     }
 }

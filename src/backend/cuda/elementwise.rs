@@ -2,6 +2,7 @@
 //! loops for the maps, and column sums in row chunks with a second pass over
 //! the chunk partials when there is more than one chunk.
 
+use crate::backend::cuda_kernels::{KernelId, ids};
 use cudarc::driver::{CudaSlice, PushKernelArg};
 
 use super::{BLOCK, CudaBackend, check_exact, driver_err, flat_grid, int, rows_per_split};
@@ -10,12 +11,12 @@ use crate::backend::kernels::elementwise::ElementwiseKernels;
 use crate::error::Result;
 
 impl CudaBackend {
-    /// A flat map kernel `K(inputs..., n, [c,] out)` over `n` elements into a
+    /// A flat map kernel `K.name(inputs..., n, [c,] out)` over `n` elements into a
     /// new buffer; `scalar` is the `float c` argument `scaled_f32` takes
     /// after `n`.
     fn map_kernel(
         &self,
-        k: &'static str,
+        k: KernelId,
         inputs: &[&CudaSlice<f32>],
         scalar: Option<f32>,
         n: usize,
@@ -24,9 +25,9 @@ impl CudaBackend {
         if n == 0 {
             return Ok(out);
         }
-        let ni = int(k, "length", n)?;
-        let f = self.function("elementwise", k)?;
-        let cfg = self.config(&f, k, flat_grid(n), BLOCK, 0)?;
+        let ni = int(k.name, "length", n)?;
+        let f = self.function(k)?;
+        let cfg = self.config(&f, k.name, flat_grid(n), BLOCK, 0)?;
         let mut l = self.stream().launch_builder(&f);
         for x in inputs {
             l.arg(*x);
@@ -38,7 +39,7 @@ impl CudaBackend {
         l.arg(&mut out);
         // SAFETY: every input holds n floats (checked by the callers) and
         // out was allocated with n; the kernel touches [0, n) only.
-        unsafe { l.launch(cfg) }.map_err(driver_err(k))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(k.name))?;
         Ok(out)
     }
 
@@ -53,20 +54,20 @@ impl CudaBackend {
         split: usize,
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        const K: &str = "sum_rows_f32";
+        const K: KernelId = ids::elementwise::SUM_ROWS_F32;
         let chunks = rows.div_ceil(split);
         let (ri, di, si) = (
-            int(K, "rows", rows)?,
-            int(K, "d", d)?,
-            int(K, "split", split)?,
+            int(K.name, "rows", rows)?,
+            int(K.name, "d", d)?,
+            int(K.name, "split", split)?,
         );
-        let f = self.function("elementwise", K)?;
-        let cfg = self.config(&f, K, (d.div_ceil(32), chunks, 1), BLOCK, 0)?;
+        let f = self.function(K)?;
+        let cfg = self.config(&f, K.name, (d.div_ceil(32), chunks, 1), BLOCK, 0)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(x).arg(&ri).arg(&di).arg(&si).arg(out);
         // SAFETY: x holds rows·d floats and out chunks·d (callers' checks
         // and allocations); blockIdx.y < chunks.
-        unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         Ok(())
     }
 
@@ -87,11 +88,11 @@ impl CudaBackend {
 impl ElementwiseKernels for CudaBackend {
     fn add(&self, a: &CudaSlice<f32>, b: &CudaSlice<f32>) -> Result<CudaSlice<f32>> {
         check_exact("add", "b", b, a.len())?;
-        self.map_kernel("add_f32", &[a, b], None, a.len())
+        self.map_kernel(ids::elementwise::ADD_F32, &[a, b], None, a.len())
     }
 
     fn scaled(&self, x: &CudaSlice<f32>, c: f32) -> Result<CudaSlice<f32>> {
-        self.map_kernel("scaled_f32", &[x], Some(c), x.len())
+        self.map_kernel(ids::elementwise::SCALED_F32, &[x], Some(c), x.len())
     }
 
     fn add_row(
@@ -101,7 +102,7 @@ impl ElementwiseKernels for CudaBackend {
         rows: usize,
         d: usize,
     ) -> Result<CudaSlice<f32>> {
-        const K: &str = "add_row_f32";
+        const K: KernelId = ids::elementwise::ADD_ROW_F32;
         let n = rows * d;
         check_exact("add_row", "x", x, n)?;
         check_exact("add_row", "row", row, d)?;
@@ -109,14 +110,14 @@ impl ElementwiseKernels for CudaBackend {
         if n == 0 {
             return Ok(out);
         }
-        int(K, "rows·d", n)?;
-        let (ri, di) = (int(K, "rows", rows)?, int(K, "d", d)?);
-        let f = self.function("elementwise", K)?;
-        let cfg = self.config(&f, K, flat_grid(n), BLOCK, 0)?;
+        int(K.name, "rows·d", n)?;
+        let (ri, di) = (int(K.name, "rows", rows)?, int(K.name, "d", d)?);
+        let f = self.function(K)?;
+        let cfg = self.config(&f, K.name, flat_grid(n), BLOCK, 0)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(x).arg(row).arg(&ri).arg(&di).arg(&mut out);
         // SAFETY: x and out hold rows·d floats, row d (checked above).
-        unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         Ok(out)
     }
 
@@ -138,20 +139,30 @@ impl ElementwiseKernels for CudaBackend {
     }
 
     fn gelu_fwd(&self, x: &CudaSlice<f32>) -> Result<CudaSlice<f32>> {
-        self.map_kernel("gelu_fwd_f32", &[x], None, x.len())
+        self.map_kernel(ids::elementwise::GELU_FWD_F32, &[x], None, x.len())
     }
 
     fn gelu_bwd(&self, x: &CudaSlice<f32>, grad_out: &CudaSlice<f32>) -> Result<CudaSlice<f32>> {
         check_exact("gelu_bwd", "grad_out", grad_out, x.len())?;
-        self.map_kernel("gelu_bwd_f32", &[x, grad_out], None, x.len())
+        self.map_kernel(
+            ids::elementwise::GELU_BWD_F32,
+            &[x, grad_out],
+            None,
+            x.len(),
+        )
     }
 
     fn sigmoid_fwd(&self, x: &CudaSlice<f32>) -> Result<CudaSlice<f32>> {
-        self.map_kernel("sigmoid_fwd_f32", &[x], None, x.len())
+        self.map_kernel(ids::elementwise::SIGMOID_FWD_F32, &[x], None, x.len())
     }
 
     fn sigmoid_bwd(&self, y: &CudaSlice<f32>, grad_out: &CudaSlice<f32>) -> Result<CudaSlice<f32>> {
         check_exact("sigmoid_bwd", "grad_out", grad_out, y.len())?;
-        self.map_kernel("sigmoid_bwd_f32", &[y, grad_out], None, y.len())
+        self.map_kernel(
+            ids::elementwise::SIGMOID_BWD_F32,
+            &[y, grad_out],
+            None,
+            y.len(),
+        )
     }
 }

@@ -2,6 +2,7 @@
 //! as in its comments): two row-LSE passes (the column LSE of S is the row
 //! LSE of Sᵀ), a one-block loss, and two backward passes, one per side.
 
+use crate::backend::cuda_kernels::{KernelId, ids};
 use cudarc::driver::{CudaSlice, PushKernelArg};
 
 use super::{CudaBackend, check_len, driver_err, int};
@@ -35,10 +36,10 @@ impl CudaBackend {
         other: &CudaSlice<f32>,
         (b, d, inv_tau): (i32, i32, f32),
     ) -> Result<CudaSlice<f32>> {
-        const K: &str = "infonce_lse_f32";
+        const K: KernelId = ids::infonce::INFONCE_LSE_F32;
         let mut lse = self.zeros(b as usize)?;
-        let f = self.function("infonce", K)?;
-        let cfg = self.config(&f, K, ((b as usize).div_ceil(32), 1, 1), 256, 0)?;
+        let f = self.function(K)?;
+        let cfg = self.config(&f, K.name, ((b as usize).div_ceil(32), 1, 1), 256, 0)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(own)
             .arg(other)
@@ -48,7 +49,7 @@ impl CudaBackend {
             .arg(&mut lse);
         // SAFETY: own and other hold B·d floats and lse B (checked by
         // `inputs` and allocated here); the kernel reads rows < B only.
-        unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         Ok(lse)
     }
 
@@ -64,10 +65,10 @@ impl CudaBackend {
         (b, d, inv_tau): (i32, i32, f32),
         d_own: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        const K: &str = "infonce_bwd_f32";
-        let f = self.function("infonce", K)?;
+        const K: KernelId = ids::infonce::INFONCE_BWD_F32;
+        let f = self.function(K)?;
         let smem = (32 * d as usize + 32 * 33) * 4;
-        let cfg = self.config(&f, K, ((b as usize).div_ceil(32), 1, 1), 256, smem)?;
+        let cfg = self.config(&f, K.name, ((b as usize).div_ceil(32), 1, 1), 256, smem)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(own)
             .arg(other)
@@ -81,7 +82,7 @@ impl CudaBackend {
         // SAFETY: own, other and d_own hold B·d floats, the LSEs B and
         // grad_loss 1 (checked by the caller); the dynamic shared memory
         // is the 32×d accumulator and the 32×33 weight tile.
-        unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         Ok(())
     }
 }
@@ -93,14 +94,14 @@ impl InfoNceKernels for CudaBackend {
         za: &CudaSlice<f32>,
         zv: &CudaSlice<f32>,
     ) -> Result<(CudaSlice<f32>, InfoNceLse<CudaSlice<f32>>)> {
-        const K: &str = "infonce_loss_f32";
+        const K: KernelId = ids::infonce::INFONCE_LOSS_F32;
         let args = inputs("infonce", spec, za, zv)?;
         let row = self.infonce_lse(za, zv, args)?;
         let col = self.infonce_lse(zv, za, args)?;
         let mut loss = self.zeros(1)?;
         let (b, d, inv_tau) = args;
-        let f = self.function("infonce", K)?;
-        let cfg = self.config(&f, K, (1, 1, 1), 256, 0)?;
+        let f = self.function(K)?;
+        let cfg = self.config(&f, K.name, (1, 1, 1), 256, 0)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(za)
             .arg(zv)
@@ -111,7 +112,7 @@ impl InfoNceKernels for CudaBackend {
             .arg(&inv_tau)
             .arg(&mut loss);
         // SAFETY: za, zv hold B·d floats, row and col B, loss 1.
-        unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         Ok((loss, InfoNceLse { row, col }))
     }
 

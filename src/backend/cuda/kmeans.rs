@@ -3,6 +3,7 @@
 //! 32×32 dot-product tiles with a fused arg-min, update as one block per
 //! (cluster, problem) scanning the labels in order (deterministic).
 
+use crate::backend::cuda_kernels::{KernelId, ids};
 use cudarc::driver::{CudaSlice, PushKernelArg};
 
 use super::{CudaBackend, check_len, driver_err, int};
@@ -44,9 +45,9 @@ impl KMeansKernels for CudaBackend {
         }
         let mut cnorm = self.zeros(pk)?;
         self.sq_norms(centroids, pk, s.d, &mut cnorm)?;
-        const K: &str = "kmeans_assign_f32";
-        let f = self.function("kmeans", K)?;
-        let cfg = self.config(&f, K, (s.n.div_ceil(32), p, 1), 256, 0)?;
+        const K: KernelId = ids::kmeans::KMEANS_ASSIGN_F32;
+        let f = self.function(K)?;
+        let cfg = self.config(&f, K.name, (s.n.div_ceil(32), p, 1), 256, 0)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(data)
             .arg(centroids)
@@ -58,7 +59,7 @@ impl KMeansKernels for CudaBackend {
             .arg(min_dist);
         // SAFETY: data holds p·n·d floats, centroids p·k·d, cnorm p·k,
         // labels and min_dist p·n (checked above); blockIdx.y < p.
-        unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         Ok(())
     }
 
@@ -71,7 +72,7 @@ impl KMeansKernels for CudaBackend {
         counts: &mut CudaSlice<f32>,
     ) -> Result<()> {
         const OP: &str = "kmeans_update";
-        const K: &str = "kmeans_update_f32";
+        const K: KernelId = ids::kmeans::KMEANS_UPDATE_F32;
         let (n, k, d) = check(OP, s, data)?;
         let p = s.problems;
         check_len(OP, "labels", labels, p * s.n)?;
@@ -81,8 +82,8 @@ impl KMeansKernels for CudaBackend {
             return Ok(());
         }
         let mut status = self.status(1)?;
-        let f = self.function("kmeans", K)?;
-        let cfg = self.config(&f, K, (s.k, p, 1), 128, 0)?;
+        let f = self.function(K)?;
+        let cfg = self.config(&f, K.name, (s.k, p, 1), 128, 0)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(data)
             .arg(labels)
@@ -94,10 +95,9 @@ impl KMeansKernels for CudaBackend {
             .arg(&mut status);
         // SAFETY: data holds p·n·d floats, labels p·n, sums p·k·d and
         // counts p·k (checked above); status one word.
-        unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         let st = self.read_status(&status)?;
-        if st[0] > 0 {
-            let at = (st[0] - 1) as usize;
+        if let Some(at) = Self::flagged(st[0]) {
             let v = self.element(labels, at)?;
             return Err(Error::invalid(
                 OP,

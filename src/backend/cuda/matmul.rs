@@ -67,7 +67,7 @@ impl MatmulKernels for CudaBackend {
             beta: spec.beta,
             ldc: int(OP, "n", spec.n.max(1))?,
         };
-        let blas = self.blas();
+        let blas = self.blas()?;
         if spec.batch == 1 {
             // SAFETY: the lengths checked above cover every element the
             // call reads (A, B) and writes (C) with these sizes and leading

@@ -39,10 +39,12 @@ use cudarc::driver::{
 };
 
 use crate::backend::BackendCore;
-use crate::backend::cuda_kernels::{KERNELS_BUILT, kernel_fatbin, missing_kernels_hint};
+use crate::backend::cuda_kernels::{
+    KERNELS_BUILT, KernelId, ids, kernel_fatbin, missing_kernels_hint,
+};
 use crate::error::{Error, Result};
 
-/// Dynamic shared memory a kernel may use without opting in.
+/// Shared memory (static plus dynamic) a kernel may use without opting in.
 const DEFAULT_DYNAMIC_SMEM: usize = 48 * 1024;
 
 /// One GPU: its context and stream, a cuBLAS handle and the kernel modules
@@ -79,6 +81,31 @@ fn fail(detail: impl Into<String>) -> Error {
     }
 }
 
+thread_local! {
+    /// Set while this thread runs [`catch_unwind_silently`].
+    static SILENCED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, catching a panic without printing it. The panic hook is
+/// wrapped once for the process, and only the thread inside this call is
+/// silenced: swapping the hook for the call would race with other threads
+/// (their panics lost, or the hook restored wrongly).
+fn catch_unwind_silently<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    static WRAPPED: std::sync::Once = std::sync::Once::new();
+    WRAPPED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !SILENCED.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    SILENCED.with(|s| s.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    SILENCED.with(|s| s.set(false));
+    result
+}
+
 /// The message of a caught panic.
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
@@ -102,10 +129,7 @@ impl CudaBackend {
         // checks in `open_checked` avoid the common cases; this is the last
         // resort, with the panic message kept and the hook silenced so the
         // caller's error stays one line.
-        let hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
-        let opened = std::panic::catch_unwind(|| Self::open_checked(ordinal));
-        std::panic::set_hook(hook);
+        let opened = catch_unwind_silently(|| Self::open_checked(ordinal));
         opened.unwrap_or_else(|p| {
             Err(fail(format!(
                 "opening cuda:{ordinal} failed inside the CUDA bindings: {}",
@@ -199,13 +223,23 @@ impl CudaBackend {
         &self.inner.stream
     }
 
-    pub(crate) fn blas(&self) -> &CudaBlas {
-        &self.inner.blas
+    /// The cuBLAS handle, with this GPU's context made current on the
+    /// calling thread first (cuBLAS, unlike the stream's launches, does not
+    /// bind it, and a training step may run on any thread).
+    pub(crate) fn blas(&self) -> Result<&CudaBlas> {
+        self.inner.ctx.bind_to_thread().map_err(|e| {
+            fail(format!(
+                "cannot make {}'s context current: {e}",
+                self.inner.label
+            ))
+        })?;
+        Ok(&self.inner.blas)
     }
 
-    /// Kernel `name` of the file `stem` (e.g. `("infonce", "infonce_lse_f32")`),
-    /// loading the file's module on first use.
-    pub(crate) fn function(&self, stem: &'static str, name: &'static str) -> Result<CudaFunction> {
+    /// The kernel `id` (e.g. `ids::infonce::INFONCE_LSE_F32`), loading its
+    /// file's module on first use.
+    pub(crate) fn function(&self, id: KernelId) -> Result<CudaFunction> {
+        let (stem, name) = (id.file, id.name);
         let mut functions = self
             .inner
             .functions
@@ -272,8 +306,12 @@ impl CudaBackend {
             dim(grid.1, 65_535, "y")?,
             dim(grid.2, 65_535, "z")?,
         );
-        if smem > DEFAULT_DYNAMIC_SMEM {
-            let err = |e| fail(format!("{kernel}: {e}"));
+        // The 48 KiB default counts the kernel's static shared memory and the
+        // dynamic part together: above it, the function must be allowed the
+        // dynamic part explicitly, up to the opt-in limit less the static part.
+        let err = |e| fail(format!("{kernel}: {e}"));
+        let fixed = usize::try_from(f.shared_size_bytes().map_err(err)?).unwrap_or(0);
+        if fixed + smem > DEFAULT_DYNAMIC_SMEM {
             let optin = self
                 .inner
                 .ctx
@@ -281,12 +319,11 @@ impl CudaBackend {
                     CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
                 )
                 .map_err(err)?;
-            let fixed = f.shared_size_bytes().map_err(err)?;
-            let room = usize::try_from(optin - fixed).unwrap_or(0);
+            let room = usize::try_from(optin).unwrap_or(0).saturating_sub(fixed);
             if smem > room {
                 return Err(fail(format!(
-                    "{kernel} needs {smem} bytes of shared memory, {} offers {room}: the \
-                     problem is too wide for this kernel",
+                    "{kernel} needs {smem} bytes of dynamic shared memory besides {fixed} static, \
+                     {} offers {room}: the problem is too wide for this kernel",
                     self.inner.label
                 )));
             }
@@ -315,6 +352,12 @@ impl CudaBackend {
         self.stream()
             .clone_dtoh(status)
             .map_err(|e| fail(format!("reading a kernel status: {e}")))
+    }
+
+    /// The index a kernel flagged in a status word (`flag_first` in
+    /// kernels/common.cuh: the first bad index), if any.
+    pub(crate) fn flagged(word: i32) -> Option<usize> {
+        (word > 0).then(|| (i32::MAX - word) as usize)
     }
 
     /// Reads element `i` of `buf` (for an error message).
@@ -443,22 +486,22 @@ impl BackendCore for CudaBackend {
     }
 
     fn fill(&self, buf: &mut CudaSlice<f32>, value: f32) -> Result<()> {
-        const K: &str = "fill_f32";
+        const K: KernelId = ids::core::FILL_F32;
         if buf.is_empty() {
             return Ok(());
         }
-        let n = int(K, "length", buf.len())?;
-        let f = self.function("core", K)?;
-        let cfg = self.config(&f, K, flat_grid(buf.len()), BLOCK, 0)?;
+        let n = int(K.name, "length", buf.len())?;
+        let f = self.function(K)?;
+        let cfg = self.config(&f, K.name, flat_grid(buf.len()), BLOCK, 0)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(&n).arg(&value).arg(buf);
         // SAFETY: the kernel writes buf[0..n) with n = buf.len().
-        unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         Ok(())
     }
 
     fn axpy(&self, alpha: f32, x: &CudaSlice<f32>, y: &mut CudaSlice<f32>) -> Result<()> {
-        const K: &str = "axpy_f32";
+        const K: KernelId = ids::core::AXPY_F32;
         if x.len() != y.len() {
             return Err(Error::shape(
                 "axpy",
@@ -468,56 +511,56 @@ impl BackendCore for CudaBackend {
         if y.is_empty() {
             return Ok(());
         }
-        let n = int(K, "length", y.len())?;
-        let f = self.function("core", K)?;
-        let cfg = self.config(&f, K, flat_grid(y.len()), BLOCK, 0)?;
+        let n = int(K.name, "length", y.len())?;
+        let f = self.function(K)?;
+        let cfg = self.config(&f, K.name, flat_grid(y.len()), BLOCK, 0)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(&alpha).arg(x).arg(&n).arg(y);
         // SAFETY: x and y hold n floats each (checked above).
-        unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         Ok(())
     }
 
     fn scale(&self, alpha: f32, x: &mut CudaSlice<f32>) -> Result<()> {
-        const K: &str = "scale_f32";
+        const K: KernelId = ids::core::SCALE_F32;
         if x.is_empty() {
             return Ok(());
         }
-        let n = int(K, "length", x.len())?;
-        let f = self.function("core", K)?;
-        let cfg = self.config(&f, K, flat_grid(x.len()), BLOCK, 0)?;
+        let n = int(K.name, "length", x.len())?;
+        let f = self.function(K)?;
+        let cfg = self.config(&f, K.name, flat_grid(x.len()), BLOCK, 0)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(&alpha).arg(&n).arg(x);
         // SAFETY: the kernel scales x[0..n) with n = x.len().
-        unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         Ok(())
     }
 
     fn sum_squares(&self, x: &CudaSlice<f32>) -> Result<f64> {
-        const K1: &str = "sum_squares_partial_f32";
-        const K2: &str = "sum_squares_final_f32";
+        const K1: KernelId = ids::reduce::SUM_SQUARES_PARTIAL_F32;
+        const K2: KernelId = ids::reduce::SUM_SQUARES_FINAL_F32;
         if x.is_empty() {
             return Ok(0.0);
         }
-        let n = int(K1, "length", x.len())?;
+        let n = int(K1.name, "length", x.len())?;
         // G blocks of partials (1 ≤ G ≤ 1024), each an (hi, lo) f32 pair.
         let g = x.len().div_ceil(2048).clamp(1, 1024);
         let mut partials = self.zeros(2 * g)?;
         let mut out = self.zeros(2)?;
-        let f = self.function("reduce", K1)?;
-        let cfg = self.config(&f, K1, (g, 1, 1), BLOCK, 0)?;
+        let f = self.function(K1)?;
+        let cfg = self.config(&f, K1.name, (g, 1, 1), BLOCK, 0)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(x).arg(&n).arg(&mut partials);
         // SAFETY: x holds n floats; partials holds the 2·G floats the G
         // blocks write.
-        unsafe { l.launch(cfg) }.map_err(driver_err(K1))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(K1.name))?;
         let count = g as i32;
-        let f = self.function("reduce", K2)?;
-        let cfg = self.config(&f, K2, (1, 1, 1), BLOCK, 0)?;
+        let f = self.function(K2)?;
+        let cfg = self.config(&f, K2.name, (1, 1, 1), BLOCK, 0)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(&partials).arg(&count).arg(&mut out);
         // SAFETY: partials holds 2·count floats, out 2.
-        unsafe { l.launch(cfg) }.map_err(driver_err(K2))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(K2.name))?;
         let host = self.download(&out)?;
         // The kernels sum in f64 and return it as an f32 pair (hi + lo).
         Ok(f64::from(host[0]) + f64::from(host[1]))

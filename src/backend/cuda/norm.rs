@@ -3,6 +3,7 @@
 //! input gradients; the LayerNorm parameter gradients as column sums in row
 //! chunks, reduced by `sum_rows_f32` when there is more than one chunk.
 
+use crate::backend::cuda_kernels::{KernelId, ids};
 use cudarc::driver::{CudaSlice, PushKernelArg};
 
 use super::{BLOCK, CudaBackend, check_exact, driver_err, int, row_warp_grid, rows_per_split};
@@ -37,7 +38,7 @@ impl NormKernels for CudaBackend {
         beta: &CudaSlice<f32>,
     ) -> Result<(CudaSlice<f32>, LayerNormStats<CudaSlice<f32>>)> {
         const OP: &str = "layer_norm_fwd";
-        const K: &str = "layer_norm_fwd_f32";
+        const K: KernelId = ids::layernorm::LAYER_NORM_FWD_F32;
         let (ri, di) = check_spec(OP, spec)?;
         let (rows, d) = (spec.rows, spec.d);
         check_exact(OP, "x", x, rows * d)?;
@@ -48,8 +49,8 @@ impl NormKernels for CudaBackend {
         let mut rstd = self.zeros(rows)?;
         if rows > 0 {
             let eps = spec.eps;
-            let f = self.function("layernorm", K)?;
-            let cfg = self.config(&f, K, row_warp_grid(rows), BLOCK, 0)?;
+            let f = self.function(K)?;
+            let cfg = self.config(&f, K.name, row_warp_grid(rows), BLOCK, 0)?;
             let mut l = self.stream().launch_builder(&f);
             l.arg(x)
                 .arg(gamma)
@@ -62,7 +63,7 @@ impl NormKernels for CudaBackend {
                 .arg(&mut rstd);
             // SAFETY: x and y hold rows·d floats, gamma and beta d, mean
             // and rstd rows (checked and allocated above).
-            unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+            unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         }
         Ok((y, LayerNormStats { mean, rstd }))
     }
@@ -87,11 +88,11 @@ impl NormKernels for CudaBackend {
         check_exact(OP, "rstd", &stats.rstd, rows)?;
         let mut dx = None;
         if needs.dx {
-            const K: &str = "layer_norm_bwd_dx_f32";
+            const K: KernelId = ids::layernorm::LAYER_NORM_BWD_DX_F32;
             let mut out = self.zeros(n)?;
             if rows > 0 {
-                let f = self.function("layernorm", K)?;
-                let cfg = self.config(&f, K, row_warp_grid(rows), BLOCK, 0)?;
+                let f = self.function(K)?;
+                let cfg = self.config(&f, K.name, row_warp_grid(rows), BLOCK, 0)?;
                 let mut l = self.stream().launch_builder(&f);
                 l.arg(x)
                     .arg(gamma)
@@ -103,13 +104,13 @@ impl NormKernels for CudaBackend {
                     .arg(&mut out);
                 // SAFETY: x, grad_out and out hold rows·d floats, gamma d,
                 // mean and rstd rows (checked above).
-                unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+                unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
             }
             dx = Some(out);
         }
         let (mut dgamma, mut dbeta) = (None, None);
         if needs.params {
-            const K: &str = "layer_norm_bwd_params_f32";
+            const K: KernelId = ids::layernorm::LAYER_NORM_BWD_PARAMS_F32;
             if rows == 0 {
                 dgamma = Some(self.zeros(d)?);
                 dbeta = Some(self.zeros(d)?);
@@ -119,8 +120,8 @@ impl NormKernels for CudaBackend {
                 let si = int(OP, "rows per split", split)?;
                 let mut pg = self.zeros(chunks * d)?;
                 let mut pb = self.zeros(chunks * d)?;
-                let f = self.function("layernorm", K)?;
-                let cfg = self.config(&f, K, (d.div_ceil(32), chunks, 1), BLOCK, 0)?;
+                let f = self.function(K)?;
+                let cfg = self.config(&f, K.name, (d.div_ceil(32), chunks, 1), BLOCK, 0)?;
                 let mut l = self.stream().launch_builder(&f);
                 l.arg(x)
                     .arg(&stats.mean)
@@ -133,7 +134,7 @@ impl NormKernels for CudaBackend {
                     .arg(&mut pb);
                 // SAFETY: x and grad_out hold rows·d floats, mean and rstd
                 // rows, the partials chunks·d (blockIdx.y < chunks).
-                unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+                unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
                 if chunks == 1 {
                     dgamma = Some(pg);
                     dbeta = Some(pb);
@@ -152,7 +153,7 @@ impl NormKernels for CudaBackend {
         x: &CudaSlice<f32>,
     ) -> Result<(CudaSlice<f32>, CudaSlice<f32>)> {
         const OP: &str = "l2_normalize_fwd";
-        const K: &str = "l2_normalize_fwd_f32";
+        const K: KernelId = ids::l2norm::L2_NORMALIZE_FWD_F32;
         let (ri, di) = check_spec(OP, spec)?;
         let rows = spec.rows;
         check_exact(OP, "x", x, rows * spec.d)?;
@@ -160,8 +161,8 @@ impl NormKernels for CudaBackend {
         let mut norms = self.zeros(rows)?;
         if rows > 0 {
             let eps = spec.eps;
-            let f = self.function("l2norm", K)?;
-            let cfg = self.config(&f, K, row_warp_grid(rows), BLOCK, 0)?;
+            let f = self.function(K)?;
+            let cfg = self.config(&f, K.name, row_warp_grid(rows), BLOCK, 0)?;
             let mut l = self.stream().launch_builder(&f);
             l.arg(x)
                 .arg(&ri)
@@ -170,7 +171,7 @@ impl NormKernels for CudaBackend {
                 .arg(&mut y)
                 .arg(&mut norms);
             // SAFETY: x and y hold rows·d floats, norms rows.
-            unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+            unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         }
         Ok((y, norms))
     }
@@ -183,7 +184,7 @@ impl NormKernels for CudaBackend {
         grad_out: &CudaSlice<f32>,
     ) -> Result<CudaSlice<f32>> {
         const OP: &str = "l2_normalize_bwd";
-        const K: &str = "l2_normalize_bwd_f32";
+        const K: KernelId = ids::l2norm::L2_NORMALIZE_BWD_F32;
         let (ri, di) = check_spec(OP, spec)?;
         let (rows, n) = (spec.rows, spec.rows * spec.d);
         check_exact(OP, "x", x, n)?;
@@ -192,8 +193,8 @@ impl NormKernels for CudaBackend {
         let mut dx = self.zeros(n)?;
         if rows > 0 {
             let eps = spec.eps;
-            let f = self.function("l2norm", K)?;
-            let cfg = self.config(&f, K, row_warp_grid(rows), BLOCK, 0)?;
+            let f = self.function(K)?;
+            let cfg = self.config(&f, K.name, row_warp_grid(rows), BLOCK, 0)?;
             let mut l = self.stream().launch_builder(&f);
             l.arg(x)
                 .arg(norms)
@@ -203,7 +204,7 @@ impl NormKernels for CudaBackend {
                 .arg(&eps)
                 .arg(&mut dx);
             // SAFETY: x, grad_out and dx hold rows·d floats, norms rows.
-            unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+            unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         }
         Ok(dx)
     }

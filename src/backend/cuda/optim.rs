@@ -1,6 +1,7 @@
 //! The AdamW update on the GPU (kernels/adamw.cu): one grid-stride pass over
 //! the parameter, in place on it and its two moments.
 
+use crate::backend::cuda_kernels::{KernelId, ids};
 use cudarc::driver::{CudaSlice, PushKernelArg};
 
 use super::{BLOCK, CudaBackend, driver_err, flat_grid, int};
@@ -16,7 +17,7 @@ impl OptimKernels for CudaBackend {
         m: &mut CudaSlice<f32>,
         v: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        const K: &str = "adamw_update_f32";
+        const K: KernelId = ids::adamw::ADAMW_UPDATE_F32;
         let n = param.len();
         if grad.len() != n || m.len() != n || v.len() != n {
             return Err(Error::shape(
@@ -34,8 +35,8 @@ impl OptimKernels for CudaBackend {
         }
         let ni = int("adamw_update", "length", n)?;
         let s = *step;
-        let f = self.function("adamw", K)?;
-        let cfg = self.config(&f, K, flat_grid(n), BLOCK, 0)?;
+        let f = self.function(K)?;
+        let cfg = self.config(&f, K.name, flat_grid(n), BLOCK, 0)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(param)
             .arg(grad)
@@ -50,7 +51,7 @@ impl OptimKernels for CudaBackend {
             .arg(&s.bias_correction1)
             .arg(&s.bias_correction2);
         // SAFETY: param, grad, m and v hold n floats each (checked above).
-        unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         Ok(())
     }
 }

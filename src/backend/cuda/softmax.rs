@@ -1,5 +1,6 @@
 //! Row softmax on the GPU (kernels/softmax.cu): one warp per row.
 
+use crate::backend::cuda_kernels::{KernelId, ids};
 use cudarc::driver::{CudaSlice, PushKernelArg};
 
 use super::{BLOCK, CudaBackend, check_len, driver_err, int, row_warp_grid};
@@ -20,7 +21,7 @@ impl SoftmaxKernels for CudaBackend {
         x: &CudaSlice<f32>,
         y: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        const K: &str = "softmax_fwd_f32";
+        const K: KernelId = ids::softmax::SOFTMAX_FWD_F32;
         let n = rows * cols;
         check_len("softmax", "x", x, n)?;
         check_len("softmax", "y", y, n)?;
@@ -28,12 +29,12 @@ impl SoftmaxKernels for CudaBackend {
             return Ok(());
         }
         let (r, c) = dims("softmax", rows, cols)?;
-        let f = self.function("softmax", K)?;
-        let cfg = self.config(&f, K, row_warp_grid(rows), BLOCK, 0)?;
+        let f = self.function(K)?;
+        let cfg = self.config(&f, K.name, row_warp_grid(rows), BLOCK, 0)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(x).arg(&r).arg(&c).arg(y);
         // SAFETY: x and y hold rows·cols floats (checked above).
-        unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         Ok(())
     }
 
@@ -46,7 +47,7 @@ impl SoftmaxKernels for CudaBackend {
         dx: &mut CudaSlice<f32>,
     ) -> Result<()> {
         const OP: &str = "softmax backward";
-        const K: &str = "softmax_bwd_f32";
+        const K: KernelId = ids::softmax::SOFTMAX_BWD_F32;
         let n = rows * cols;
         check_len(OP, "y", y, n)?;
         check_len(OP, "dy", dy, n)?;
@@ -55,13 +56,13 @@ impl SoftmaxKernels for CudaBackend {
             return Ok(());
         }
         let (r, c) = dims(OP, rows, cols)?;
-        let f = self.function("softmax", K)?;
-        let cfg = self.config(&f, K, row_warp_grid(rows), BLOCK, 0)?;
+        let f = self.function(K)?;
+        let cfg = self.config(&f, K.name, row_warp_grid(rows), BLOCK, 0)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(y).arg(dy).arg(&r).arg(&c).arg(dx);
         // SAFETY: y, dy and dx hold rows·cols floats (checked above); the
         // kernel adds into dx.
-        unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! copies and the (un)patchify permutation, each a grid-stride loop over its
 //! output elements.
 
+use crate::backend::cuda_kernels::{KernelId, ids};
 use cudarc::driver::{CudaSlice, PushKernelArg};
 
 use super::{BLOCK, CudaBackend, check_len, driver_err, flat_grid, int};
@@ -27,14 +28,14 @@ impl CudaBackend {
     /// the clip's element count.
     fn permute_patches(
         &self,
-        k: &'static str,
+        k: KernelId,
         spec: &PatchSpec,
         input: &CudaSlice<f32>,
         output: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        let args = patch_args(k, spec)?;
-        let f = self.function("tokens", k)?;
-        let cfg = self.config(&f, k, flat_grid(spec.numel()), BLOCK, 0)?;
+        let args = patch_args(k.name, spec)?;
+        let f = self.function(k)?;
+        let cfg = self.config(&f, k.name, flat_grid(spec.numel()), BLOCK, 0)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(input);
         for a in &args {
@@ -44,7 +45,7 @@ impl CudaBackend {
         // SAFETY: input and output hold the clip's numel floats (checked
         // by the callers); the spec was validated, so every index the
         // permutation forms is below numel.
-        unsafe { l.launch(cfg) }.map_err(driver_err(k))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(k.name))?;
         Ok(())
     }
 }
@@ -59,7 +60,7 @@ impl TokenKernels for CudaBackend {
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
         const OP: &str = "mean_tokens";
-        const K: &str = "mean_tokens_f32";
+        const K: KernelId = ids::tokens::MEAN_TOKENS_F32;
         if tokens == 0 {
             return Err(Error::invalid(OP, "mean over zero tokens"));
         }
@@ -74,12 +75,12 @@ impl TokenKernels for CudaBackend {
             int(OP, "tokens", tokens)?,
             int(OP, "width", width)?,
         );
-        let f = self.function("tokens", K)?;
-        let cfg = self.config(&f, K, flat_grid(batch * width), BLOCK, 0)?;
+        let f = self.function(K)?;
+        let cfg = self.config(&f, K.name, flat_grid(batch * width), BLOCK, 0)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(x).arg(&b).arg(&t).arg(&w).arg(out);
         // SAFETY: x holds batch·tokens·width floats and out batch·width.
-        unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         Ok(())
     }
 
@@ -92,7 +93,7 @@ impl TokenKernels for CudaBackend {
         grad_x: &mut CudaSlice<f32>,
     ) -> Result<()> {
         const OP: &str = "mean_tokens_backward";
-        const K: &str = "mean_tokens_bwd_f32";
+        const K: KernelId = ids::tokens::MEAN_TOKENS_BWD_F32;
         if tokens == 0 {
             return Err(Error::invalid(OP, "mean over zero tokens"));
         }
@@ -108,12 +109,12 @@ impl TokenKernels for CudaBackend {
             int(OP, "tokens", tokens)?,
             int(OP, "width", width)?,
         );
-        let f = self.function("tokens", K)?;
-        let cfg = self.config(&f, K, flat_grid(n), BLOCK, 0)?;
+        let f = self.function(K)?;
+        let cfg = self.config(&f, K.name, flat_grid(n), BLOCK, 0)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(grad_out).arg(&b).arg(&t).arg(&w).arg(grad_x);
         // SAFETY: grad_out holds batch·width floats and grad_x n.
-        unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         Ok(())
     }
 
@@ -125,7 +126,7 @@ impl TokenKernels for CudaBackend {
         dst: &mut CudaSlice<f32>,
     ) -> Result<()> {
         const OP: &str = "copy_tokens";
-        const K: &str = "copy_tokens_f32";
+        const K: KernelId = ids::tokens::COPY_TOKENS_F32;
         let TokenBlock {
             batch,
             width,
@@ -164,8 +165,8 @@ impl TokenKernels for CudaBackend {
             int(OP, "len", len)?,
             i32::from(accumulate),
         ];
-        let f = self.function("tokens", K)?;
-        let cfg = self.config(&f, K, flat_grid(batch * span), BLOCK, 0)?;
+        let f = self.function(K)?;
+        let cfg = self.config(&f, K.name, flat_grid(batch * span), BLOCK, 0)?;
         let mut l = self.stream().launch_builder(&f);
         l.arg(src);
         for a in &args {
@@ -174,7 +175,7 @@ impl TokenKernels for CudaBackend {
         l.arg(dst);
         // SAFETY: the ranges lie inside their token counts (checked above)
         // and src / dst hold batch·tokens·width floats of their layouts.
-        unsafe { l.launch(cfg) }.map_err(driver_err(K))?;
+        unsafe { l.launch(cfg) }.map_err(driver_err(K.name))?;
         Ok(())
     }
 
@@ -191,7 +192,7 @@ impl TokenKernels for CudaBackend {
         if n == 0 {
             return Ok(());
         }
-        self.permute_patches("patchify_f32", spec, x, out)
+        self.permute_patches(ids::tokens::PATCHIFY_F32, spec, x, out)
     }
 
     fn unpatchify_add(
@@ -207,6 +208,6 @@ impl TokenKernels for CudaBackend {
         if n == 0 {
             return Ok(());
         }
-        self.permute_patches("unpatchify_add_f32", spec, patches, x)
+        self.permute_patches(ids::tokens::UNPATCHIFY_ADD_F32, spec, patches, x)
     }
 }
