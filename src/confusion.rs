@@ -86,14 +86,3 @@ pub fn update_weights(w: &mut [f32], c: &[f32], k: usize, beta: f32, gamma: f32)
     let w_new = target_weights(&d, k, beta)?;
     ema(w, &w_new, k, gamma)
 }
-
-/// The ramp `max·min(1, (epoch − warm)/ramp)` of `β_e` and `λ_conf(e)`: zero
-/// up to `warm`, reaching `max` after `ramp` further epochs (`ramp = 0` jumps
-/// to `max` at `warm`).
-pub fn ramp(epoch: usize, warm: usize, ramp: usize, max: f32) -> f32 {
-    let past = epoch.saturating_sub(warm);
-    if ramp == 0 {
-        return if epoch >= warm { max } else { 0.0 };
-    }
-    max * (past as f32 / ramp as f32).min(1.0)
-}

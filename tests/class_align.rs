@@ -9,7 +9,7 @@
 use diccae_engine::autograd::{ParamStore, Tape};
 use diccae_engine::backend::cpu::CpuBackend;
 use diccae_engine::confusion::{
-    ema, ramp, row_normalise, symmetric_degree, target_weights, update_weights,
+    ema, row_normalise, symmetric_degree, target_weights, update_weights,
 };
 use diccae_engine::gradcheck::{GradCheck, all_close, check_gradients, test_seed};
 use diccae_engine::ops::class_align::class_align;
@@ -355,15 +355,4 @@ fn update_weights_composes_the_steps() {
     assert_eq!(w, vec![1.0; k * k]);
     assert!(update_weights(&mut w, &c, k, -1.0, 0.9).is_err());
     assert!(update_weights(&mut w, &c, k, 1.0, 1.5).is_err());
-}
-
-#[test]
-fn ramp_schedule() {
-    assert_eq!(ramp(0, 2, 4, 1.0), 0.0);
-    assert_eq!(ramp(2, 2, 4, 1.0), 0.0);
-    assert_eq!(ramp(3, 2, 4, 1.0), 0.25);
-    assert_eq!(ramp(6, 2, 4, 1.0), 1.0);
-    assert_eq!(ramp(60, 2, 4, 0.5), 0.5);
-    assert_eq!(ramp(1, 2, 0, 1.0), 0.0);
-    assert_eq!(ramp(2, 2, 0, 1.0), 1.0);
 }

@@ -5,7 +5,7 @@ use diccae_engine::autograd::{ParamId, ParamStore, Tape};
 use diccae_engine::backend::cpu::CpuBackend;
 use diccae_engine::gradcheck::test_seed;
 use diccae_engine::ops::matmul::matmul;
-use diccae_engine::optim::{AdamW, AdamWConfig, WarmupCosine, clip_grad_norm};
+use diccae_engine::optim::{AdamW, AdamWConfig, WarmupCosine, clip_grad_norm, ramp};
 use diccae_engine::rng::{normal_vec, seeded};
 use diccae_engine::tensor::Tensor;
 
@@ -189,4 +189,15 @@ fn tape_and_adamw_fit_a_linear_map() {
         mse < 1e-3,
         "seed {seed}: regression did not converge, mse {mse}"
     );
+}
+
+#[test]
+fn ramp_schedule() {
+    assert_eq!(ramp(0, 2, 4, 1.0), 0.0);
+    assert_eq!(ramp(2, 2, 4, 1.0), 0.0);
+    assert_eq!(ramp(3, 2, 4, 1.0), 0.25);
+    assert_eq!(ramp(6, 2, 4, 1.0), 1.0);
+    assert_eq!(ramp(60, 2, 4, 0.5), 0.5);
+    assert_eq!(ramp(1, 2, 0, 1.0), 0.0);
+    assert_eq!(ramp(2, 2, 0, 1.0), 1.0);
 }

@@ -15,11 +15,11 @@ use diccae_engine::checkpoint::{Checkpoint, HostTensor};
 use diccae_engine::config::Config;
 use diccae_engine::model::Embeddings;
 use diccae_engine::ops::infonce::infonce;
+use diccae_engine::report::record::{EpochRecord, TermSums, Terms};
 use diccae_engine::train::features::Dataset;
 use diccae_engine::train::objective::{
     Backward, Objective, Plan, RunContext, RunLog, StepLoss, Views,
 };
-use diccae_engine::train::record::{EpochRecord, TermSums, Terms};
 use diccae_engine::train::trainer::train_with;
 use e2e_common::{epoch_records, fresh_dir, opts, small};
 

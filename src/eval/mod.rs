@@ -4,3 +4,4 @@ pub mod assignment;
 pub mod knn;
 pub mod metrics;
 pub mod probe;
+pub mod scores;

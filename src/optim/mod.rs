@@ -1,4 +1,5 @@
-//! Optimisation: AdamW, gradient-norm clipping and the learning-rate schedule.
+//! Optimisation: AdamW, gradient-norm clipping, the learning-rate schedule
+//! and loss-weight ramps.
 
 mod adamw;
 mod clip;
@@ -6,4 +7,4 @@ mod schedule;
 
 pub use adamw::{AdamW, AdamWConfig};
 pub use clip::clip_grad_norm;
-pub use schedule::WarmupCosine;
+pub use schedule::{WarmupCosine, ramp};

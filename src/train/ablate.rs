@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::device::Opened;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::train::summary::Summary;
+use crate::report::summary::Summary;
 use crate::train::trainer::{TrainOptions, train};
 
 /// One ablation: a name and the overrides that make it.

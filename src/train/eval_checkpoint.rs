@@ -12,12 +12,14 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::AvModel;
 use crate::optim::{AdamW, AdamWConfig};
+use crate::report::outputs::write_outputs;
+use crate::report::summary::Summary;
 use crate::train::evaluate::evaluate_model;
 use crate::train::features;
 use crate::train::objective::{self, Plan};
 use crate::train::run_dir::report_dataset;
 use crate::train::run_state;
-use crate::train::summary::{Summary, write_outputs};
+use crate::train::summary::summarise;
 
 /// Evaluates a saved checkpoint: `path` is a run directory, its
 /// `checkpoints/` directory, or one checkpoint's directory. The data is
@@ -109,12 +111,12 @@ fn evaluate_checkpoint_on<B: Backend>(backend: B, job: &EvalJob<'_>) -> Result<S
         state.epochs_done
     ));
     let eval = evaluate_model(&model, &store, &dataset, &cfg)?;
-    let summary = Summary::new(
+    let summary = summarise(
         &cfg,
         &dataset,
         eval,
         random_init,
-        obj.and_then(|o| o.clusters()),
+        obj.map(|o| o.report(&state.history)).unwrap_or_default(),
         &state.history,
         started.elapsed().as_secs_f64(),
         store.numel(),

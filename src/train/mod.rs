@@ -12,7 +12,6 @@ pub mod export;
 pub mod features;
 pub mod metrics_log;
 pub mod objective;
-pub mod record;
 pub mod run_dir;
 pub mod run_state;
 pub mod summary;

@@ -12,11 +12,11 @@ use crate::backend::Backend;
 use crate::checkpoint::{self, Checkpoint, HostTensor};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::eval::scores::Evaluation;
 use crate::optim::AdamW;
+use crate::report::record::EpochRecord;
 use crate::tensor::Tensor;
-use crate::train::evaluate::Evaluation;
 use crate::train::objective::Objective;
-use crate::train::record::EpochRecord;
 use crate::train::run_dir::DataIdentity;
 
 /// Everything of a run's progress that is not a tensor.

@@ -21,16 +21,18 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::AvModel;
 use crate::optim::{AdamW, AdamWConfig, WarmupCosine, clip_grad_norm};
+use crate::report::outputs::write_outputs;
+use crate::report::record::{EpochRecord, TermSums, display_name};
+use crate::report::summary::Summary;
 use crate::rng::seeded;
 use crate::tensor::Tensor;
 use crate::train::evaluate::evaluate_model;
 use crate::train::features::{self, Dataset, InputShapes};
 use crate::train::metrics_log::MetricsLog;
 use crate::train::objective::{self, Backward, Batch, Objective, Plan, RunContext, RunLog, Views};
-use crate::train::record::{EpochRecord, TermSums, display_name};
 use crate::train::run_dir::{self, DataIdentity};
 use crate::train::run_state::{self, RunState, SaveContext};
-use crate::train::summary::{Summary, write_outputs};
+use crate::train::summary::summarise;
 
 /// How to run `train`.
 #[derive(Clone, Debug)]
@@ -183,12 +185,12 @@ pub fn train_with<B: Backend>(
     }
     say(quiet, "evaluating the pretrained encoder");
     let final_eval = evaluate_model(&model, &run.store, &dataset, cfg)?;
-    let summary = Summary::new(
+    let summary = summarise(
         cfg,
         &dataset,
         final_eval,
         run.state.random_init.clone().unwrap_or_default(),
-        run.objective.clusters(),
+        run.objective.report(&run.state.history),
         &run.state.history,
         run.state.seconds + started.elapsed().as_secs_f64(),
         n_params,

@@ -5,15 +5,15 @@
 use crate::autograd::{ParamStore, Tape, Var};
 use crate::backend::Backend;
 use crate::config::{AvclConfig, Config};
-use crate::confusion::ramp;
 use crate::error::Result;
 use crate::model::Embeddings;
 use crate::ops::cgra::cgra_loss;
 use crate::ops::elementwise::{add, scale};
 use crate::ops::infonce::infonce;
 use crate::ops::tokens::{reshape, split_tokens};
+use crate::optim::ramp;
+use crate::report::record::{TermSums, Terms};
 use crate::train::objective::{Backward, Objective, RunContext, RunLog, StepLoss, Views};
-use crate::train::record::{TermSums, Terms};
 
 /// The AVCL objective and this epoch's CGRA weight.
 pub struct Avcl {

@@ -13,10 +13,12 @@ use crate::autograd::{ParamStore, Tape};
 use crate::backend::Backend;
 use crate::checkpoint::{Checkpoint, HostTensor};
 use crate::config::{ClusterSpace, Config, DiccaeConfig};
-use crate::confusion::ramp;
 use crate::error::{Error, Result};
 use crate::kmeans::KMeansConfig;
 use crate::model::Embeddings;
+use crate::optim::ramp;
+use crate::report::record::{EpochRecord, TermSums, Terms};
+use crate::report::summary::{ObjectiveReport, WeightSummary};
 use crate::train::clusters::{ClusterSnapshot, ClusterState, MODALITIES, RoundInput, joint_space};
 use crate::train::diccae_terms::{ClusterBatch, TermWeights, diccae_terms};
 use crate::train::embed::embed_split;
@@ -24,7 +26,6 @@ use crate::train::features::Dataset;
 use crate::train::objective::{
     Backward, Batch, Objective, Plan, RunContext, RunLog, StepLoss, Views,
 };
-use crate::train::record::{EpochRecord, TermSums, Terms};
 
 /// This epoch's weights of the terms.
 #[derive(Clone, Copy, Debug, Default)]
@@ -435,8 +436,47 @@ impl<B: Backend> Objective<B> for Diccae<B> {
         Ok(())
     }
 
-    fn clusters(&self) -> Option<ClusterSnapshot> {
-        self.clusters.as_ref().map(ClusterState::export)
+    /// The clustering rounds' quality, the first epoch the cluster terms
+    /// trained, and the final W when L_conf trained.
+    fn report(&self, history: &[EpochRecord]) -> ObjectiveReport {
+        let weight = |h: &EpochRecord, name: &str| h.term(name).unwrap_or(0.0);
+        let mut out = ObjectiveReport::default();
+        let clustering = &mut out.clustering;
+        clustering.terms_from_epoch = history
+            .iter()
+            .find(|h| weight(h, "lambda_cls") > 0.0 || weight(h, "lambda_conf") > 0.0)
+            .map(|h| h.epoch);
+        let Some(s) = self.clusters.as_ref().map(ClusterState::export) else {
+            return out;
+        };
+        for r in &s.rounds {
+            clustering.epochs.push(r.epoch);
+            clustering.size_entropy.push(r.size_entropy);
+            if let (Some(n), Some(a), Some(h)) = (r.nmi, r.ari, r.accuracy) {
+                clustering.nmi.push(n);
+                clustering.ari.push(a);
+                clustering.accuracy.push(h);
+            }
+            if let Some(p) = r.purity {
+                clustering.purity.push(p);
+            }
+            if let Some(st) = r.stability {
+                clustering.stability.push(st);
+            }
+        }
+        let k = s.k;
+        let off: Vec<f64> = (0..k * k)
+            .filter(|i| i / k != i % k)
+            .map(|i| f64::from(s.weights[i]))
+            .collect();
+        if history.iter().any(|h| weight(h, "lambda_conf") > 0.0) && !off.is_empty() {
+            out.weights = Some(WeightSummary {
+                max: off.iter().copied().fold(f64::MIN, f64::max),
+                mean_offdiag: off.iter().sum::<f64>() / off.len() as f64,
+            });
+            out.weight_matrix = Some((k, s.weights));
+        }
+        out
     }
 }
 

@@ -19,10 +19,10 @@ use crate::config::{Config, Method};
 use crate::data::augment::AugmentConfig;
 use crate::error::Result;
 use crate::model::{AvModel, Embeddings};
-use crate::train::clusters::ClusterSnapshot;
+use crate::report::record::{EpochRecord, TermSums, Terms};
+use crate::report::summary::ObjectiveReport;
 use crate::train::features::{Dataset, InputShapes};
 use crate::train::metrics_log::MetricsLog;
-use crate::train::record::{EpochRecord, TermSums, Terms};
 
 /// How the loop builds a batch's inputs from its clips.
 #[derive(Clone, Debug)]
@@ -186,9 +186,10 @@ pub trait Objective<B: Backend> {
         Ok(())
     }
 
-    /// The pseudo-label state, for the run's summary (clustering methods).
-    fn clusters(&self) -> Option<ClusterSnapshot> {
-        None
+    /// What the objective adds to the run's summary, given the epoch
+    /// history (clustering methods: rounds and W).
+    fn report(&self, _history: &[EpochRecord]) -> ObjectiveReport {
+        ObjectiveReport::default()
     }
 }
 
