@@ -20,6 +20,7 @@ pub mod kmeans;
 pub mod model;
 pub mod ops;
 pub mod optim;
+pub mod reference;
 pub mod report;
 pub mod rng;
 pub mod synthetic;

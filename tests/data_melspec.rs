@@ -2,9 +2,10 @@
 //! against a direct DFT, the whole transform against an f64 reference, the
 //! parallel path, and the dataset normalisation statistics.
 
-use diccae_engine::data::melspec::{F_MAX, HOP_LENGTH, LOG_EPS, N_FFT, SAMPLE_RATE, WIN_LENGTH};
+use diccae_engine::data::melspec::{HOP_LENGTH, LOG_EPS, N_FFT, SAMPLE_RATE, WIN_LENGTH};
 use diccae_engine::data::{LogMel, NormStats};
 use diccae_engine::gradcheck::all_close;
+use diccae_engine::reference::mel_filterbank;
 use diccae_engine::rng::{seeded, uniform_vec};
 
 fn tone(freq: f64, amp: f64, n: usize) -> Vec<f32> {
@@ -35,33 +36,6 @@ fn dft_power(frame: &[f32]) -> Vec<f64> {
                 im += v * ph.sin();
             }
             re * re + im * im
-        })
-        .collect()
-}
-
-/// HTK triangular filterbank `[n_mels][257]` in f64, written from the
-/// definition (with the nearest-bin fallback for filters between two bins).
-fn ref_filterbank(n_mels: usize) -> Vec<Vec<f64>> {
-    let mel = |f: f64| 2595.0 * (1.0 + f / 700.0).log10();
-    let hz = |m: f64| 700.0 * (10f64.powf(m / 2595.0) - 1.0);
-    let pts: Vec<f64> = (0..n_mels + 2)
-        .map(|i| hz(mel(F_MAX) * i as f64 / (n_mels + 1) as f64))
-        .collect();
-    let bin_hz = f64::from(SAMPLE_RATE) / N_FFT as f64;
-    (0..n_mels)
-        .map(|m| {
-            let mut row: Vec<f64> = (0..=N_FFT / 2)
-                .map(|k| {
-                    let f = k as f64 * bin_hz;
-                    let up = (f - pts[m]) / (pts[m + 1] - pts[m]);
-                    let down = (pts[m + 2] - f) / (pts[m + 2] - pts[m + 1]);
-                    up.min(down).max(0.0)
-                })
-                .collect();
-            if row.iter().all(|&w| w == 0.0) {
-                row[(pts[m + 1] / bin_hz).round() as usize] = 1.0;
-            }
-            row
         })
         .collect()
 }
@@ -156,7 +130,7 @@ fn logmel_matches_f64_reference() {
     for n_mels in [23, 64, 128] {
         let lm = LogMel::new(n_mels).unwrap();
         let got = lm.compute(&x).unwrap();
-        let fb = ref_filterbank(n_mels);
+        let fb = mel_filterbank(n_mels);
         let mut want = vec![0f32; n_mels * frames];
         for t in 0..frames {
             let p = dft_power(&x[t * HOP_LENGTH..t * HOP_LENGTH + WIN_LENGTH]);

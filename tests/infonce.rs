@@ -10,6 +10,7 @@ use diccae_engine::gradcheck::{GradCheck, all_close, check_gradients, test_seed}
 use diccae_engine::ops::cross_entropy::cross_entropy;
 use diccae_engine::ops::infonce::infonce;
 use diccae_engine::ops::matmul::matmul;
+use diccae_engine::reference::{self, lse};
 use diccae_engine::rng::{SeededRng, normal_vec, seeded};
 use diccae_engine::tensor::Tensor;
 use rand::Rng;
@@ -22,46 +23,6 @@ fn unit_rows(rng: &mut SeededRng, n: usize, d: usize) -> Vec<f32> {
         row.iter_mut().for_each(|x| *x /= norm);
     }
     v
-}
-
-fn lse(v: &[f64]) -> f64 {
-    let m = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    m + v.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
-}
-
-/// Symmetric InfoNCE by definition in f64: the loss and both gradients.
-fn infonce_ref(za: &[f32], zv: &[f32], b: usize, d: usize, tau: f64) -> (f64, Vec<f32>, Vec<f32>) {
-    let s: Vec<Vec<f64>> = (0..b)
-        .map(|i| {
-            (0..b)
-                .map(|j| {
-                    (0..d)
-                        .map(|k| f64::from(za[i * d + k]) * f64::from(zv[j * d + k]))
-                        .sum::<f64>()
-                        / tau
-                })
-                .collect()
-        })
-        .collect();
-    let row: Vec<f64> = s.iter().map(|r| lse(r)).collect();
-    let col: Vec<f64> = (0..b)
-        .map(|j| lse(&s.iter().map(|r| r[j]).collect::<Vec<_>>()))
-        .collect();
-    let loss = (0..b).map(|i| row[i] + col[i] - 2.0 * s[i][i]).sum::<f64>() / (2.0 * b as f64);
-    let (mut dza, mut dzv) = (vec![0.0f64; b * d], vec![0.0f64; b * d]);
-    let c = 1.0 / (2.0 * b as f64 * tau);
-    for i in 0..b {
-        for j in 0..b {
-            let w = (s[i][j] - row[i]).exp() + (s[i][j] - col[j]).exp()
-                - if i == j { 2.0 } else { 0.0 };
-            for k in 0..d {
-                dza[i * d + k] += c * w * f64::from(zv[j * d + k]);
-                dzv[j * d + k] += c * w * f64::from(za[i * d + k]);
-            }
-        }
-    }
-    let f = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect();
-    (loss, f(dza), f(dzv))
 }
 
 /// Cross-entropy by definition in f64: the loss and the logits' gradient.
@@ -137,7 +98,7 @@ fn infonce_matches_f64_reference() {
     for &(b, d, tau, unit) in &CASES {
         let (za, zv) = case_inputs(&mut rng, b, d, unit);
         let (loss, dza, dzv) = fused(&za, &zv, b, d, tau);
-        let (want, wa, wv) = infonce_ref(&za, &zv, b, d, f64::from(tau));
+        let (want, wa, wv) = reference::infonce(&za, &zv, b, d, f64::from(tau));
         let ctx = format!("seed {seed} B{b} d{d} tau{tau}");
         // Loss: f32 tile sums of at most 256 exps, merged; 1e-5 relative.
         assert!(
@@ -252,7 +213,7 @@ fn infonce_backward_adds_into_existing_gradients() {
     be.infonce_bwd(&spec, &za, &zv, &lse, &g, grads).unwrap();
     let want: Vec<f32> = base.iter().zip(&fa).map(|(x, y)| x + y).collect();
     all_close(&acc, &want, 1e-6, 1e-6).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
-    let (_, wa, wv) = infonce_ref(&za, &zv, b, d, 0.2);
+    let (_, wa, wv) = reference::infonce(&za, &zv, b, d, 0.2);
     let scaled = |w: Vec<f32>| -> Vec<f32> { w.iter().map(|x| 2.5 * x).collect() };
     close_scaled(&fa, &scaled(wa), 1e-3).unwrap_or_else(|e| panic!("seed {seed} dza: {e}"));
     close_scaled(&fv, &scaled(wv), 1e-3).unwrap_or_else(|e| panic!("seed {seed} dzv: {e}"));

@@ -11,6 +11,7 @@ use diccae_engine::gradcheck::{all_close, test_seed};
 use diccae_engine::kmeans::{
     KMeansConfig, SPLIT_EPS, kmeans, kmeans_plus_plus_init, kmeans_with_init, problem_seed,
 };
+use diccae_engine::reference::{lloyd_inertia, sq_dist};
 use diccae_engine::rng::{SeededRng, normal_vec, seeded};
 use diccae_engine::tensor::Tensor;
 
@@ -21,73 +22,6 @@ fn blobs(rng: &mut SeededRng, n: usize, d: usize, blobs: usize) -> Vec<f32> {
     (0..n * d)
         .map(|e| centres[((e / d) % blobs) * d + e % d] + noise[e])
         .collect()
-}
-
-fn sq_dist(x: &[f32], c: &[f64]) -> f64 {
-    x.iter()
-        .zip(c)
-        .map(|(&a, &b)| (f64::from(a) - b) * (f64::from(a) - b))
-        .sum()
-}
-
-/// Plain Lloyd in f64 with loops: `iters` steps from `init`, empty clusters
-/// split off the largest as the library documents; returns the inertia of
-/// the final assignment.
-fn reference(x: &[f32], n: usize, d: usize, k: usize, init: &[f32], iters: usize) -> f64 {
-    let mut c: Vec<f64> = init.iter().map(|&v| f64::from(v)).collect();
-    let assign = |c: &[f64]| -> Vec<(usize, f64)> {
-        (0..n)
-            .map(|i| {
-                let mut best = (0, f64::INFINITY);
-                for l in 0..k {
-                    let dist = sq_dist(&x[i * d..(i + 1) * d], &c[l * d..(l + 1) * d]);
-                    if dist < best.1 {
-                        best = (l, dist);
-                    }
-                }
-                best
-            })
-            .collect()
-    };
-    for _ in 0..iters {
-        let labels = assign(&c);
-        let mut sums = vec![0.0f64; k * d];
-        let mut counts = vec![0.0f64; k];
-        for (i, &(l, _)) in labels.iter().enumerate() {
-            counts[l] += 1.0;
-            for j in 0..d {
-                sums[l * d + j] += f64::from(x[i * d + j]);
-            }
-        }
-        for l in 0..k {
-            if counts[l] > 0.0 {
-                for j in 0..d {
-                    c[l * d + j] = sums[l * d + j] / counts[l];
-                }
-            }
-        }
-        for l in 0..k {
-            if counts[l] > 0.0 {
-                continue;
-            }
-            let mut big = 0;
-            for j in 0..k {
-                if counts[j] > counts[big] {
-                    big = j;
-                }
-            }
-            let eps = f64::from(SPLIT_EPS);
-            for j in 0..d {
-                let v = c[big * d + j];
-                let sign = if j % 2 == 0 { 1.0 } else { -1.0 };
-                c[l * d + j] = v + sign * eps * v.abs();
-                c[big * d + j] = v - sign * eps * v.abs();
-            }
-            counts[l] = (counts[big] / 2.0).floor();
-            counts[big] -= counts[l];
-        }
-    }
-    assign(&c).iter().map(|&(_, dist)| dist).sum()
 }
 
 #[test]
@@ -103,7 +37,7 @@ fn inertia_matches_plain_reference_from_the_same_seeding() {
         let init_t = Tensor::from_host(&be, &[k, d], &init).unwrap();
         let cfg = KMeansConfig { k, iters: 20, seed };
         let res = kmeans_with_init(&be, &data, &init_t, &cfg).unwrap();
-        let want = reference(&x, n, d, k, &init, 20);
+        let want = lloyd_inertia(&x, n, d, k, &init, 20);
         let got = res.inertia[0];
         assert!(
             (got - want).abs() <= 1e-4 * want.abs().max(1e-12),

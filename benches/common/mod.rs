@@ -17,7 +17,7 @@ use diccae_engine::backend::cpu::CpuBackend;
 use diccae_engine::backend::{GemmSpec, MatmulKernels};
 use diccae_engine::config::Config;
 use diccae_engine::data::LogMel;
-use diccae_engine::data::melspec::{F_MAX, HOP_LENGTH, LOG_EPS, N_FFT, SAMPLE_RATE, WIN_LENGTH};
+use diccae_engine::data::melspec::{HOP_LENGTH, LOG_EPS, N_FFT, WIN_LENGTH};
 use diccae_engine::gradcheck::all_close;
 use diccae_engine::kmeans::{KMeansConfig, KMeansResult, kmeans_with_init};
 use diccae_engine::model::AvModel;
@@ -30,6 +30,7 @@ use diccae_engine::ops::matmul::matmul;
 use diccae_engine::ops::norm::layer_norm;
 use diccae_engine::ops::softmax::softmax;
 use diccae_engine::optim::{AdamW, AdamWConfig, clip_grad_norm};
+use diccae_engine::reference::{self, lse};
 use diccae_engine::rng::{SeededRng, normal_vec, seeded, uniform_vec};
 use diccae_engine::tensor::Tensor;
 use diccae_engine::train::clusters::{ClusterSnapshot, ClusterState};
@@ -86,11 +87,6 @@ pub fn unit_rows(rng: &mut SeededRng, n: usize, d: usize) -> Vec<f32> {
         row.iter_mut().for_each(|x| *x /= norm);
     }
     v
-}
-
-fn lse(v: &[f64]) -> f64 {
-    let m = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    m + v.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
 }
 
 // ---------------------------------------------------------------- GEMM
@@ -783,58 +779,13 @@ impl KMeansCase {
             "benchmark output is wrong: {what}: inertia {got} did not fall below the initial {start}"
         );
         if n * k * d * self.iters <= 50_000_000 {
-            let want = lloyd_f64(&x, n, d, k, &init, self.iters);
+            let want = reference::lloyd_inertia(&x, n, d, k, &init, self.iters);
             assert!(
                 (got - want).abs() <= 1e-4 * want,
                 "benchmark output is wrong: {what}: inertia {got} vs plain f64 Lloyd {want} (1e-4 relative)"
             );
         }
     }
-}
-
-/// Plain Lloyd in f64 from `init` (no empty-cluster handling: the check
-/// cases never empty a cluster, and a split would show as a mismatch);
-/// returns the inertia of the final assignment.
-fn lloyd_f64(x: &[f32], n: usize, d: usize, k: usize, init: &[f32], iters: usize) -> f64 {
-    let mut c: Vec<f64> = init.iter().map(|&v| f64::from(v)).collect();
-    let assign = |c: &[f64]| -> Vec<(usize, f64)> {
-        (0..n)
-            .into_par_iter()
-            .map(|i| {
-                let mut best = (0, f64::INFINITY);
-                for l in 0..k {
-                    let dist: f64 = (0..d)
-                        .map(|j| {
-                            let t = f64::from(x[i * d + j]) - c[l * d + j];
-                            t * t
-                        })
-                        .sum();
-                    if dist < best.1 {
-                        best = (l, dist);
-                    }
-                }
-                best
-            })
-            .collect()
-    };
-    for _ in 0..iters {
-        let labels = assign(&c);
-        let mut sums = vec![0.0f64; k * d];
-        let mut counts = vec![0.0f64; k];
-        for (i, &(l, _)) in labels.iter().enumerate() {
-            counts[l] += 1.0;
-            for j in 0..d {
-                sums[l * d + j] += f64::from(x[i * d + j]);
-            }
-        }
-        for l in 0..k {
-            assert!(counts[l] > 0.0, "k-means check case emptied cluster {l}");
-            for j in 0..d {
-                c[l * d + j] = sums[l * d + j] / counts[l];
-            }
-        }
-    }
-    assign(&c).iter().map(|&(_, dist)| dist).sum()
 }
 
 // ---------------------------------------------------------------- log-mel
@@ -870,7 +821,7 @@ impl LogMelCase {
     pub fn check(&self) {
         let out = self.run();
         let n_mels = self.lm.n_mels();
-        let fb = ref_filterbank(n_mels);
+        let fb = reference::mel_filterbank(n_mels);
         for ci in [0, self.clips.len() - 1] {
             let x = &self.clips[ci];
             let frames = LogMel::num_frames(x.len());
@@ -906,31 +857,6 @@ fn dft_power(frame: &[f32]) -> Vec<f64> {
                 im += v * ph.sin();
             }
             re * re + im * im
-        })
-        .collect()
-}
-
-fn ref_filterbank(n_mels: usize) -> Vec<Vec<f64>> {
-    let mel = |f: f64| 2595.0 * (1.0 + f / 700.0).log10();
-    let hz = |m: f64| 700.0 * (10f64.powf(m / 2595.0) - 1.0);
-    let pts: Vec<f64> = (0..n_mels + 2)
-        .map(|i| hz(mel(F_MAX) * i as f64 / (n_mels + 1) as f64))
-        .collect();
-    let bin_hz = f64::from(SAMPLE_RATE) / N_FFT as f64;
-    (0..n_mels)
-        .map(|m| {
-            let mut row: Vec<f64> = (0..=N_FFT / 2)
-                .map(|k| {
-                    let f = k as f64 * bin_hz;
-                    let up = (f - pts[m]) / (pts[m + 1] - pts[m]);
-                    let down = (pts[m + 2] - f) / (pts[m + 2] - pts[m + 1]);
-                    up.min(down).max(0.0)
-                })
-                .collect();
-            if row.iter().all(|&w| w == 0.0) {
-                row[(pts[m + 1] / bin_hz).round() as usize] = 1.0;
-            }
-            row
         })
         .collect()
 }
@@ -1176,14 +1102,14 @@ impl StepCase {
         let grads_host = out.grads.expect("gradients");
         let (b, p) = (self.batch, self.cfg.model.proj_dim);
         let c = &self.cfg.diccae;
-        let ins = infonce_f64(&za, &zv, b, p, f64::from(c.tau));
+        let ins = reference::infonce(&za, &zv, b, p, f64::from(c.tau)).0;
         let snapshot = self.clusters.export();
         let protos = &snapshot.prototypes;
         let labels: Vec<f32> = snapshot.labels.iter().map(|&l| l as f32).collect();
         let w = &snapshot.weights;
         let k = self.cfg.data.synthetic_classes;
         let ca = |z: &[f32], mu: &[f32], w: Option<&[f32]>| {
-            class_align_f64(z, mu, &labels, w, b, k, p, f64::from(c.tau_c))
+            reference::class_align_loss(z, mu, &labels, w, b, k, p, f64::from(c.tau_c))
         };
         let cls = 0.5 * (ca(&za, &protos[1], None) + ca(&zv, &protos[0], None));
         let want = [ins, cls, ca(&zf, &protos[2], Some(w))];
@@ -1220,61 +1146,6 @@ impl StepCase {
             }
         }
     }
-}
-
-/// Symmetric InfoNCE by definition in f64.
-fn infonce_f64(za: &[f32], zv: &[f32], b: usize, d: usize, tau: f64) -> f64 {
-    let s: Vec<Vec<f64>> = (0..b)
-        .map(|i| {
-            (0..b)
-                .map(|j| {
-                    (0..d)
-                        .map(|k| f64::from(za[i * d + k]) * f64::from(zv[j * d + k]))
-                        .sum::<f64>()
-                        / tau
-                })
-                .collect()
-        })
-        .collect();
-    let row: Vec<f64> = s.iter().map(|r| lse(r)).collect();
-    let col: Vec<f64> = (0..b)
-        .map(|j| lse(&s.iter().map(|r| r[j]).collect::<Vec<_>>()))
-        .collect();
-    (0..b).map(|i| row[i] + col[i] - 2.0 * s[i][i]).sum::<f64>() / (2.0 * b as f64)
-}
-
-/// Weighted prototype loss by definition in f64 (W[y,y] read as 1).
-#[allow(clippy::too_many_arguments)]
-fn class_align_f64(
-    z: &[f32],
-    mu: &[f32],
-    labels: &[f32],
-    w: Option<&[f32]>,
-    n: usize,
-    k: usize,
-    d: usize,
-    tau: f64,
-) -> f64 {
-    let mut loss = 0.0;
-    for i in 0..n {
-        let y = labels[i] as usize;
-        let a: Vec<f64> = (0..k)
-            .map(|l| {
-                (0..d)
-                    .map(|j| f64::from(z[i * d + j]) * f64::from(mu[l * d + j]))
-                    .sum::<f64>()
-                    / tau
-            })
-            .collect();
-        let wl: Vec<f64> = (0..k)
-            .map(|l| match w {
-                Some(w) if l != y => a[l] + f64::from(w[y * k + l]).ln(),
-                _ => a[l],
-            })
-            .collect();
-        loss += lse(&wl) - a[y];
-    }
-    loss / n as f64
 }
 
 // ---------------------------------------------------------------- memory
