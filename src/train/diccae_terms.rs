@@ -19,6 +19,7 @@ use crate::ops::infonce::infonce;
 use crate::ops::tokens::{narrow_tokens, reshape};
 use crate::tensor::Tensor;
 use crate::train::clusters::ClusterState;
+use crate::train::logged::{download_together, first};
 
 /// The weights and temperatures of one step's terms.
 #[derive(Clone, Copy, Debug)]
@@ -150,15 +151,14 @@ pub fn diccae_terms<B: Backend>(
         Some(c) => add(&mut tape, instance, c)?,
         None => instance,
     };
-    let read = |v: Var| -> Result<f64> {
-        let host = tape.value(v).to_host(backend)?;
-        Ok(host.first().copied().map_or(f64::NAN, f64::from))
-    };
-    let loss = read(total)?;
-    let ins = read(l_ins)?;
-    let fused = fused_var.map(read).transpose()?;
-    let cls = cls_var.map(read).transpose()?;
-    let conf = conf_var.map(read).transpose()?;
+    // Every logged scalar in one download; absent terms read as None.
+    let optional = [fused_var, cls_var, conf_var];
+    let mut vars = vec![total, l_ins];
+    vars.extend(optional.iter().flatten());
+    let values = download_together(&mut tape, &vars)?;
+    let (loss, ins) = (first(&values[0]), first(&values[1]));
+    let mut rest = values[2..].iter();
+    let [fused, cls, conf] = optional.map(|v| v.and_then(|_| rest.next()).map(|x| first(x)));
     let (grads, cluster_scale) = match cluster {
         Some(c) if w.cluster_grad_ratio > 0.0 && loss.is_finite() => {
             let g_ins = tape.backward(instance)?;

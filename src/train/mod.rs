@@ -10,6 +10,7 @@ pub mod eval_checkpoint;
 pub mod evaluate;
 pub mod export;
 pub mod features;
+pub mod logged;
 pub mod metrics_log;
 pub mod objective;
 pub mod run_dir;

@@ -13,6 +13,7 @@ use crate::ops::infonce::infonce;
 use crate::ops::tokens::{reshape, split_tokens};
 use crate::optim::ramp;
 use crate::report::record::{TermSums, Terms};
+use crate::train::logged::{download_together, first};
 use crate::train::objective::{Backward, Objective, RunContext, RunLog, StepLoss, Views};
 
 /// The AVCL objective and this epoch's CGRA weight.
@@ -53,34 +54,34 @@ impl<B: Backend> Objective<B> for Avcl {
 
     fn step_loss(
         &mut self,
-        store: &ParamStore<B>,
+        _store: &ParamStore<B>,
         tape: &mut Tape<'_, B>,
         e: &Embeddings,
         idx: &[usize],
     ) -> Result<StepLoss<B>> {
-        let be = store.backend();
         let terms = avcl_losses(tape, e, idx.len(), &self.cfg, self.lambda_cgra)?;
-        let read = |v: Var| -> Result<f64> {
-            let host = tape.value(v).to_host(be)?;
-            Ok(host.first().copied().map_or(f64::NAN, f64::from))
-        };
+        // Every logged value (the gate's α per clip included) in one download.
+        let mut vars = vec![terms.total, terms.ins, terms.selfcl];
+        vars.extend(terms.cgra);
+        vars.extend(e.gate);
+        let values = download_together(tape, &vars)?;
         let mut logged = vec![
-            ("l_ins", read(terms.ins)?),
-            ("l_selfcl", read(terms.selfcl)?),
+            ("l_ins", first(&values[1])),
+            ("l_selfcl", first(&values[2])),
         ];
-        if let Some(c) = terms.cgra {
-            logged.push(("l_cgra", read(c)?));
+        if terms.cgra.is_some() {
+            logged.push(("l_cgra", first(&values[3])));
         }
         let gate = match e.gate {
-            Some(g) => {
-                let alpha = tape.value(g).to_host(be)?;
+            Some(_) => {
+                let alpha = values.last().map_or(&[][..], Vec::as_slice);
                 alpha.iter().map(|&x| f64::from(x)).sum::<f64>() / alpha.len().max(1) as f64
             }
             None => 0.0,
         };
         logged.push(("gate_mean", gate));
         Ok(StepLoss {
-            loss: read(terms.total)?,
+            loss: first(&values[0]),
             logged,
             backward: Backward::Of(terms.total),
         })
