@@ -12,8 +12,8 @@
 use rand::Rng;
 use rayon::prelude::*;
 
-use crate::backend::{Backend, KMeansSpec};
 use crate::error::{Error, Result};
+use crate::ops::{Backend, KMeansSpec};
 use crate::rng::seeded;
 use crate::tensor::Tensor;
 

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use diccae_engine::backend::cpu::CpuBackend;
-use diccae_engine::backend::device::{self, DEVICE_HELP, Device, Opened};
 use diccae_engine::backend::{BackendCore, cuda_kernels};
 use diccae_engine::config::Config;
+use diccae_engine::device::{self, DEVICE_HELP, Device, Opened};
 use diccae_engine::train::ablate::{AblationPlan, ablate};
 use diccae_engine::train::eval_checkpoint::evaluate_checkpoint;
 use diccae_engine::train::export::export_features;

@@ -8,7 +8,7 @@ mod e2e_common;
 use std::path::Path;
 use std::process::Command;
 
-use diccae_engine::backend::device::Opened;
+use diccae_engine::device::Opened;
 use diccae_engine::train::eval_checkpoint::evaluate_checkpoint;
 use diccae_engine::train::trainer::train;
 use e2e_common::{build_manifest, epoch_records, fresh_dir, opts, small, summary};

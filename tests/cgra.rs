@@ -6,10 +6,10 @@
 
 use diccae_engine::autograd::{ParamStore, Tape, Var};
 use diccae_engine::backend::cpu::CpuBackend;
-use diccae_engine::backend::kernels::cgra::CGRA_EPS;
 use diccae_engine::error::Result;
 use diccae_engine::gradcheck::{GradCheck, all_close, check_gradients, op_error, test_seed};
 use diccae_engine::ops::cgra::cgra_loss;
+use diccae_engine::ops::cgra::kernels::CGRA_EPS;
 use diccae_engine::ops::elementwise::{add, scale};
 use diccae_engine::ops::matmul::matmul;
 use diccae_engine::ops::norm::l2_normalize;

@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::str::FromStr;
 
-use diccae_engine::backend::device::{Device, resolve};
+use diccae_engine::device::{Device, resolve};
 
 #[test]
 fn devices_parse_and_print() {

@@ -3,9 +3,9 @@
 //! the threshold, and shape errors.
 
 use diccae_engine::autograd::{Tape, Var};
-use diccae_engine::backend::ElementwiseKernels;
 use diccae_engine::backend::cpu::CpuBackend;
 use diccae_engine::gradcheck::{self, GradCheck, all_close, check_gradients, op_error, test_seed};
+use diccae_engine::ops::ElementwiseKernels;
 use diccae_engine::ops::elementwise::{add, bias_add, broadcast_add, gelu, scale, sigmoid};
 use diccae_engine::rng::{normal_vec, seeded, uniform_vec};
 

@@ -9,7 +9,7 @@
 mod emu_common;
 
 use diccae_engine::backend::cpu::CpuBackend;
-use diccae_engine::backend::kernels::optim::{AdamWStep, OptimKernels};
+use diccae_engine::ops::adamw::kernels::{AdamWStep, OptimKernels};
 use diccae_engine::rng::normal_vec;
 use emu_common::{Arg, assert_close, dims, launch, rng};
 

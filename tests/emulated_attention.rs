@@ -9,7 +9,7 @@
 mod emu_common;
 
 use diccae_engine::backend::cpu::CpuBackend;
-use diccae_engine::backend::kernels::attention::{AttentionKernels, AttentionSpec};
+use diccae_engine::ops::attention::kernels::{AttentionKernels, AttentionSpec};
 use diccae_engine::rng::normal_vec;
 use emu_common::{Arg, assert_close, dims, dims3, launch, rng};
 

@@ -12,9 +12,7 @@
 mod emu_common;
 
 use diccae_engine::backend::cpu::CpuBackend;
-use diccae_engine::backend::kernels::cgra::{
-    CGRA_EPS, CgraGrads, CgraKernels, CgraSaved, CgraSpec,
-};
+use diccae_engine::ops::cgra::kernels::{CGRA_EPS, CgraGrads, CgraKernels, CgraSaved, CgraSpec};
 use diccae_engine::rng::normal_vec;
 use emu_common::{Arg, assert_close, dims, dims3, launch, rng};
 

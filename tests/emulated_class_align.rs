@@ -9,7 +9,7 @@
 mod emu_common;
 
 use diccae_engine::backend::cpu::CpuBackend;
-use diccae_engine::backend::kernels::class_align::{ClassAlignKernels, ClassAlignSpec};
+use diccae_engine::ops::class_align::kernels::{ClassAlignKernels, ClassAlignSpec};
 use diccae_engine::rng::uniform_vec;
 use emu_common::{Arg, assert_close, dims, launch, rng, unit_rows};
 use rand::Rng;

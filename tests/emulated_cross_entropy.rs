@@ -11,7 +11,7 @@
 mod emu_common;
 
 use diccae_engine::backend::cpu::CpuBackend;
-use diccae_engine::backend::kernels::cross_entropy::{CrossEntropyKernels, CrossEntropySpec};
+use diccae_engine::ops::cross_entropy::kernels::{CrossEntropyKernels, CrossEntropySpec};
 use diccae_engine::rng::normal_vec;
 use emu_common::{Arg, assert_close, dims, launch, rng};
 use rand::Rng;

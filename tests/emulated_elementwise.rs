@@ -15,7 +15,7 @@
 mod emu_common;
 
 use diccae_engine::backend::cpu::CpuBackend;
-use diccae_engine::backend::kernels::elementwise::ElementwiseKernels;
+use diccae_engine::ops::elementwise::kernels::ElementwiseKernels;
 use diccae_engine::rng::normal_vec;
 use emu_common::{Arg, Dims, assert_close, dims, dims3, launch, rng};
 

@@ -8,7 +8,7 @@
 mod emu_common;
 
 use diccae_engine::backend::cpu::CpuBackend;
-use diccae_engine::backend::kernels::infonce::{InfoNceGrads, InfoNceKernels, InfoNceSpec};
+use diccae_engine::ops::infonce::kernels::{InfoNceGrads, InfoNceKernels, InfoNceSpec};
 use emu_common::{Arg, assert_close, dims, launch, rng, unit_rows};
 
 /// Forward on the emulator: (loss, row LSE, column LSE).

@@ -10,7 +10,7 @@
 mod emu_common;
 
 use diccae_engine::backend::cpu::CpuBackend;
-use diccae_engine::backend::kernels::kmeans::{KMeansKernels, KMeansSpec};
+use diccae_engine::ops::kmeans::kernels::{KMeansKernels, KMeansSpec};
 use diccae_engine::rng::normal_vec;
 use emu_common::{Arg, assert_close, dims, dims3, launch, rng};
 use rand::Rng;

@@ -12,7 +12,7 @@
 mod emu_common;
 
 use diccae_engine::backend::cpu::CpuBackend;
-use diccae_engine::backend::kernels::norm::{LayerNormNeeds, NormKernels, NormSpec};
+use diccae_engine::ops::norm::kernels::{LayerNormNeeds, NormKernels, NormSpec};
 use diccae_engine::rng::normal_vec;
 use emu_common::{Arg, assert_close, dims, dims3, launch, rng};
 

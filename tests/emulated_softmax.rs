@@ -10,7 +10,7 @@
 mod emu_common;
 
 use diccae_engine::backend::cpu::CpuBackend;
-use diccae_engine::backend::kernels::softmax::SoftmaxKernels;
+use diccae_engine::ops::softmax::kernels::SoftmaxKernels;
 use diccae_engine::rng::normal_vec;
 use emu_common::{Arg, assert_close, dims, launch, rng};
 

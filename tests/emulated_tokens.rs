@@ -9,7 +9,7 @@
 mod emu_common;
 
 use diccae_engine::backend::cpu::CpuBackend;
-use diccae_engine::backend::kernels::tokens::{PatchSpec, TokenBlock, TokenKernels};
+use diccae_engine::ops::tokens::kernels::{PatchSpec, TokenBlock, TokenKernels};
 use diccae_engine::rng::normal_vec;
 use emu_common::{Arg, Dims, assert_close, dims, launch, rng};
 

@@ -18,19 +18,20 @@
 #![cfg(feature = "cuda")]
 
 use cudarc::driver::CudaSlice;
+use diccae_engine::backend::BackendCore;
 use diccae_engine::backend::cpu::CpuBackend;
 use diccae_engine::backend::cuda::CudaBackend;
-use diccae_engine::backend::device::Opened;
-use diccae_engine::backend::kernels::cgra::{CGRA_EPS, CgraGrads};
-use diccae_engine::backend::{
-    AdamWStep, AttentionKernels, AttentionSpec, Backend, BackendCore, CgraKernels, CgraSpec,
-    ClassAlignKernels, ClassAlignSpec, CrossEntropyKernels, CrossEntropySpec, ElementwiseKernels,
-    GemmSpec, InfoNceGrads, InfoNceKernels, InfoNceSpec, KMeansKernels, KMeansSpec, LayerNormNeeds,
+use diccae_engine::config::Config;
+use diccae_engine::device::Opened;
+use diccae_engine::gradcheck::{all_close, test_seed};
+use diccae_engine::ops::cgra::kernels::{CGRA_EPS, CgraGrads};
+use diccae_engine::ops::{
+    AdamWStep, AttentionKernels, AttentionSpec, Backend, CgraKernels, CgraSpec, ClassAlignKernels,
+    ClassAlignSpec, CrossEntropyKernels, CrossEntropySpec, ElementwiseKernels, GemmSpec,
+    InfoNceGrads, InfoNceKernels, InfoNceSpec, KMeansKernels, KMeansSpec, LayerNormNeeds,
     MatmulKernels, NormKernels, NormSpec, OptimKernels, PatchSpec, SoftmaxKernels, TokenBlock,
     TokenKernels,
 };
-use diccae_engine::config::Config;
-use diccae_engine::gradcheck::{all_close, test_seed};
 use diccae_engine::rng::{SeededRng, normal_vec, seeded, uniform_vec};
 use diccae_engine::train::trainer::{TrainOptions, train};
 use rand::Rng;

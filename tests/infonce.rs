@@ -5,10 +5,10 @@
 
 use diccae_engine::autograd::{ParamStore, Tape};
 use diccae_engine::backend::cpu::CpuBackend;
-use diccae_engine::backend::kernels::infonce::{InfoNceGrads, InfoNceKernels, InfoNceSpec};
 use diccae_engine::gradcheck::{GradCheck, all_close, check_gradients, test_seed};
 use diccae_engine::ops::cross_entropy::cross_entropy;
 use diccae_engine::ops::infonce::infonce;
+use diccae_engine::ops::infonce::kernels::{InfoNceGrads, InfoNceKernels, InfoNceSpec};
 use diccae_engine::ops::matmul::matmul;
 use diccae_engine::reference::{self, lse};
 use diccae_engine::rng::{SeededRng, normal_vec, seeded};

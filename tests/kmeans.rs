@@ -6,11 +6,11 @@
 #![allow(clippy::needless_range_loop)]
 
 use diccae_engine::backend::cpu::CpuBackend;
-use diccae_engine::backend::{KMeansKernels, KMeansSpec};
 use diccae_engine::gradcheck::{all_close, test_seed};
 use diccae_engine::kmeans::{
     KMeansConfig, SPLIT_EPS, kmeans, kmeans_plus_plus_init, kmeans_with_init, problem_seed,
 };
+use diccae_engine::ops::{KMeansKernels, KMeansSpec};
 use diccae_engine::reference::{lloyd_inertia, sq_dist};
 use diccae_engine::rng::{SeededRng, normal_vec, seeded};
 use diccae_engine::tensor::Tensor;

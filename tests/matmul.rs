@@ -3,9 +3,9 @@
 
 use diccae_engine::autograd::{ParamStore, Tape};
 use diccae_engine::backend::cpu::CpuBackend;
-use diccae_engine::backend::{GemmSpec, MatmulKernels};
 use diccae_engine::gradcheck::{GradCheck, all_close, check_gradients, test_seed};
 use diccae_engine::ops::matmul::matmul;
+use diccae_engine::ops::{GemmSpec, MatmulKernels};
 use diccae_engine::rng::{normal_vec, seeded};
 use diccae_engine::tensor::Tensor;
 

@@ -4,9 +4,9 @@
 
 use diccae_engine::autograd::{Tape, Var};
 use diccae_engine::backend::cpu::CpuBackend;
-use diccae_engine::backend::{LayerNormNeeds, NormKernels, NormSpec};
 use diccae_engine::gradcheck::{self, GradCheck, all_close, check_gradients, op_error, test_seed};
 use diccae_engine::ops::norm::{l2_normalize, layer_norm};
+use diccae_engine::ops::{LayerNormNeeds, NormKernels, NormSpec};
 use diccae_engine::rng::{SeededRng, normal_vec, seeded, uniform_vec};
 use diccae_engine::tensor::Tensor;
 

@@ -15,8 +15,8 @@
 
 use std::path::PathBuf;
 
-use diccae_engine::backend::device::Opened;
 use diccae_engine::config::Config;
+use diccae_engine::device::Opened;
 use diccae_engine::train::trainer::{TrainOptions, train};
 
 /// Points the pretrained fused probe's top-1 must gain over random

@@ -8,7 +8,7 @@ mod e2e_common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use diccae_engine::backend::device::Opened;
+use diccae_engine::device::Opened;
 use diccae_engine::train::trainer::{TrainOptions, train};
 use e2e_common::{build_manifest, epoch_records, fresh_dir, opts, small, summary};
 

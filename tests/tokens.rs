@@ -3,8 +3,8 @@
 
 use diccae_engine::autograd::{ParamStore, Tape, Var};
 use diccae_engine::backend::cpu::CpuBackend;
-use diccae_engine::backend::kernels::tokens::{PatchSpec, TokenKernels};
 use diccae_engine::gradcheck::{GradCheck, all_close, check_gradients, test_seed};
+use diccae_engine::ops::tokens::kernels::{PatchSpec, TokenKernels};
 use diccae_engine::ops::tokens::{
     concat_tokens, mean_pool, narrow_tokens, patchify_spectrogram, patchify_video, reshape,
     split_tokens,

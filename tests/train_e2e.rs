@@ -5,7 +5,7 @@ use std::process::Command;
 
 mod e2e_common;
 
-use diccae_engine::backend::device::Opened;
+use diccae_engine::device::Opened;
 use diccae_engine::train::ablate::{AblationPlan, ablate};
 use diccae_engine::train::eval_checkpoint::evaluate_checkpoint;
 use diccae_engine::train::trainer::train;

@@ -14,7 +14,6 @@
 
 use diccae_engine::autograd::{ParamId, ParamStore, Tape};
 use diccae_engine::backend::cpu::CpuBackend;
-use diccae_engine::backend::{GemmSpec, MatmulKernels};
 use diccae_engine::config::Config;
 use diccae_engine::data::LogMel;
 use diccae_engine::data::melspec::{HOP_LENGTH, LOG_EPS, N_FFT, WIN_LENGTH};
@@ -29,6 +28,7 @@ use diccae_engine::ops::infonce::infonce;
 use diccae_engine::ops::matmul::matmul;
 use diccae_engine::ops::norm::layer_norm;
 use diccae_engine::ops::softmax::softmax;
+use diccae_engine::ops::{GemmSpec, MatmulKernels};
 use diccae_engine::optim::{AdamW, AdamWConfig, clip_grad_norm};
 use diccae_engine::reference::{self, lse};
 use diccae_engine::rng::{SeededRng, normal_vec, seeded, uniform_vec};

@@ -3,7 +3,7 @@
 //! reverse and accumulates gradients.
 
 use crate::autograd::params::{ParamId, ParamStore};
-use crate::backend::Backend;
+use crate::backend::BackendCore;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -22,19 +22,19 @@ impl Var {
 /// gradients of its inputs through [`BackwardCtx::accumulate`] or
 /// [`BackwardCtx::grad_mut`]. Implementations keep the input [`Var`]s and
 /// whatever they saved in the forward pass.
-pub trait BackwardOp<B: Backend> {
+pub trait BackwardOp<B: BackendCore> {
     /// The op's name, for error messages and tape dumps.
     fn name(&self) -> &'static str;
     /// Propagates `grad_out` (the output's gradient) to the inputs.
     fn backward(&self, ctx: &mut BackwardCtx<'_, B>, grad_out: &B::Buf) -> Result<()>;
 }
 
-enum Value<B: Backend> {
+enum Value<B: BackendCore> {
     Owned(Tensor<B>),
     Param(ParamId),
 }
 
-struct Node<B: Backend> {
+struct Node<B: BackendCore> {
     output: Var,
     backward: Box<dyn BackwardOp<B>>,
 }
@@ -43,7 +43,7 @@ struct Node<B: Backend> {
 ///
 /// With gradients disabled ([`Tape::no_grad`]) ops still compute their outputs
 /// but record nothing, so evaluation keeps no activations for backward.
-pub struct Tape<'p, B: Backend> {
+pub struct Tape<'p, B: BackendCore> {
     backend: B,
     params: &'p ParamStore<B>,
     values: Vec<Value<B>>,
@@ -53,7 +53,7 @@ pub struct Tape<'p, B: Backend> {
     grad_enabled: bool,
 }
 
-impl<'p, B: Backend> Tape<'p, B> {
+impl<'p, B: BackendCore> Tape<'p, B> {
     /// A recording tape over `params`.
     pub fn new(params: &'p ParamStore<B>) -> Self {
         Tape {
@@ -227,7 +227,7 @@ impl<'p, B: Backend> Tape<'p, B> {
     }
 }
 
-fn resolve<'a, B: Backend>(
+fn resolve<'a, B: BackendCore>(
     values: &'a [Value<B>],
     params: &'a ParamStore<B>,
     v: Var,
@@ -239,7 +239,7 @@ fn resolve<'a, B: Backend>(
 }
 
 /// What a [`BackwardOp`] sees: the forward values and the gradient table.
-pub struct BackwardCtx<'a, B: Backend> {
+pub struct BackwardCtx<'a, B: BackendCore> {
     output: Var,
     backend: &'a B,
     values: &'a [Value<B>],
@@ -248,7 +248,7 @@ pub struct BackwardCtx<'a, B: Backend> {
     grads: &'a mut Vec<Option<B::Buf>>,
 }
 
-impl<B: Backend> BackwardCtx<'_, B> {
+impl<B: BackendCore> BackwardCtx<'_, B> {
     /// The backend.
     pub fn backend(&self) -> &B {
         self.backend
@@ -328,12 +328,12 @@ impl<B: Backend> BackwardCtx<'_, B> {
 }
 
 /// Gradients produced by one backward pass.
-pub struct Grads<B: Backend> {
+pub struct Grads<B: BackendCore> {
     by_var: Vec<Option<B::Buf>>,
     param_vars: Vec<Option<Var>>,
 }
 
-impl<B: Backend> Grads<B> {
+impl<B: BackendCore> Grads<B> {
     /// The gradient of a value (leaves and parameters keep theirs;
     /// intermediate gradients are freed during the pass).
     pub fn var(&self, v: Var) -> Option<&B::Buf> {

@@ -1,10 +1,12 @@
 //! The backend seam: what a device must provide for the engine to run on it.
 //!
-//! A backend owns device memory (`Buf`) and implements one kernel trait per op
-//! family (see [`kernels`]). Ops and the tape are generic over [`Backend`], so a
-//! training step runs entirely on the backend's memory; the only host copies
-//! are the ones a caller asks for with [`BackendCore::download`] (logging a
-//! scalar, writing a checkpoint).
+//! A backend owns device memory (`Buf`): [`BackendCore`] is allocation, host
+//! transfer and the vector primitives the tape and optimiser need. Each op
+//! family's kernel trait lives with the op (`crate::ops::<op>::kernels`) and
+//! is implemented for each backend there; `crate::ops::Backend` is their
+//! sum. A training step runs entirely on the backend's memory; the only host
+//! copies are the ones a caller asks for with [`BackendCore::download`]
+//! (logging a scalar, writing a checkpoint).
 //!
 //! The CPU backend ([`cpu::CpuBackend`]) is always built. A CUDA backend fills
 //! the same traits with kernel launches.
@@ -13,23 +15,8 @@ pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod cuda_kernels;
-pub mod device;
-pub mod kernels;
 
 use crate::error::Result;
-
-pub use kernels::attention::{AttentionKernels, AttentionSpec};
-pub use kernels::cgra::{CgraKernels, CgraSpec};
-pub use kernels::class_align::{ClassAlignKernels, ClassAlignSpec};
-pub use kernels::cross_entropy::{CrossEntropyKernels, CrossEntropySpec};
-pub use kernels::elementwise::ElementwiseKernels;
-pub use kernels::infonce::{InfoNceGrads, InfoNceKernels, InfoNceLse, InfoNceSpec};
-pub use kernels::kmeans::{KMeansKernels, KMeansSpec};
-pub use kernels::matmul::{GemmSpec, MatmulKernels};
-pub use kernels::norm::{LayerNormGrads, LayerNormNeeds, LayerNormStats, NormKernels, NormSpec};
-pub use kernels::optim::{AdamWStep, OptimKernels};
-pub use kernels::softmax::SoftmaxKernels;
-pub use kernels::tokens::{PatchSpec, TokenBlock, TokenKernels};
 
 /// Memory management every backend provides: allocation, host transfer and
 /// the few vector primitives the tape and optimiser need.
@@ -57,39 +44,4 @@ pub trait BackendCore: Clone + Send + Sync + 'static {
     fn scale(&self, alpha: f32, x: &mut Self::Buf) -> Result<()>;
     /// Sum of squares, accumulated in f64 and returned to the host (a scalar).
     fn sum_squares(&self, x: &Self::Buf) -> Result<f64>;
-}
-
-/// A complete backend: memory plus every kernel family the engine uses.
-pub trait Backend:
-    BackendCore
-    + MatmulKernels
-    + OptimKernels
-    + AttentionKernels
-    + SoftmaxKernels
-    + ClassAlignKernels
-    + KMeansKernels
-    + TokenKernels
-    + ElementwiseKernels
-    + NormKernels
-    + InfoNceKernels
-    + CrossEntropyKernels
-    + CgraKernels
-{
-}
-
-impl<T> Backend for T where
-    T: BackendCore
-        + MatmulKernels
-        + OptimKernels
-        + AttentionKernels
-        + SoftmaxKernels
-        + ClassAlignKernels
-        + KMeansKernels
-        + TokenKernels
-        + ElementwiseKernels
-        + NormKernels
-        + InfoNceKernels
-        + CrossEntropyKernels
-        + CgraKernels
-{
 }

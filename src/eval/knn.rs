@@ -1,8 +1,8 @@
 //! k-nearest-neighbour classification on cosine similarity.
 
 use crate::backend::cpu::CpuBackend;
-use crate::backend::{GemmSpec, MatmulKernels};
 use crate::error::{Error, Result};
+use crate::ops::{GemmSpec, MatmulKernels};
 
 /// Temperature of the similarity-weighted vote (as in DINO's kNN).
 pub const VOTE_TEMPERATURE: f32 = 0.07;

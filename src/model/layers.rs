@@ -2,10 +2,10 @@
 //! transformer block.
 
 use crate::autograd::{ParamId, ParamStore, Tape, Var};
-use crate::backend::Backend;
 use crate::config::{InitScheme, ModelConfig};
 use crate::error::Result;
 use crate::model::INIT_STD;
+use crate::ops::Backend;
 use crate::ops::attention::attention;
 use crate::ops::elementwise::{add, bias_add, gelu};
 use crate::ops::matmul::matmul;

@@ -7,9 +7,9 @@ mod layers;
 pub use layers::{Linear, Mlp, Norm, TransformerBlock};
 
 use crate::autograd::{ParamId, ParamStore, Tape, Var};
-use crate::backend::Backend;
 use crate::config::{Config, DataConfig, Method, ModelConfig};
 use crate::error::Result;
+use crate::ops::Backend;
 use crate::ops::elementwise::{add, bias_add, broadcast_add, scale, sigmoid};
 use crate::ops::matmul::matmul;
 use crate::ops::norm::l2_normalize;

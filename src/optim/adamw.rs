@@ -2,9 +2,9 @@
 //! without decay (biases, norm gains).
 
 use crate::autograd::{Grads, ParamId, ParamStore};
-use crate::backend::Backend;
-use crate::backend::kernels::optim::AdamWStep;
 use crate::error::{Error, Result};
+use crate::ops::Backend;
+use crate::ops::adamw::kernels::AdamWStep;
 
 /// AdamW hyper-parameters (the learning rate comes from the schedule).
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -1,8 +1,8 @@
 //! Global gradient-norm clipping.
 
 use crate::autograd::{Grads, ParamStore};
-use crate::backend::Backend;
 use crate::error::Result;
+use crate::ops::Backend;
 
 /// Scales every parameter gradient so that their joint L2 norm is at most
 /// `max_norm`, and returns the norm before clipping (the one scalar read back

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::device::Opened;
 use crate::config::Config;
+use crate::device::Opened;
 use crate::error::{Error, Result};
 use crate::report::summary::Summary;
 use crate::train::trainer::{TrainOptions, train};

@@ -9,12 +9,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Backend;
 use crate::confusion::update_weights;
 use crate::error::{Error, Result};
 use crate::eval::assignment::max_score_assignment;
 use crate::eval::metrics::{ari, hungarian_accuracy, nmi, purity};
 use crate::kmeans::{KMeansConfig, kmeans};
+use crate::ops::Backend;
 use crate::tensor::Tensor;
 
 /// The three embedding spaces prototypes live in.

@@ -11,8 +11,8 @@
 //! With ρ = 0 the gradient is the plain sum, as one tape would give it.
 
 use crate::autograd::{ParamStore, Tape, Var};
-use crate::backend::Backend;
 use crate::error::Result;
+use crate::ops::Backend;
 use crate::ops::class_align::class_align;
 use crate::ops::elementwise::{add, scale};
 use crate::ops::infonce::infonce;

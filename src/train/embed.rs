@@ -1,9 +1,9 @@
 //! Embedding a whole split with the model in evaluation mode.
 
 use crate::autograd::{ParamStore, Tape};
-use crate::backend::Backend;
 use crate::error::Result;
 use crate::model::AvModel;
+use crate::ops::Backend;
 use crate::tensor::Tensor;
 use crate::train::features::FeatureSet;
 

@@ -5,12 +5,12 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::autograd::ParamStore;
-use crate::backend::Backend;
-use crate::backend::device::{OnBackend, Opened};
 use crate::checkpoint;
 use crate::config::Config;
+use crate::device::{OnBackend, Opened};
 use crate::error::{Error, Result};
 use crate::model::AvModel;
+use crate::ops::Backend;
 use crate::optim::{AdamW, AdamWConfig};
 use crate::report::outputs::write_outputs;
 use crate::report::summary::Summary;

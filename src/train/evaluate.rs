@@ -2,7 +2,6 @@
 //! modality, kNN, retrieval and confusion diagnostics.
 
 use crate::autograd::ParamStore;
-use crate::backend::Backend;
 use crate::backend::cpu::CpuBackend;
 use crate::config::{Config, EvalConfig};
 use crate::error::Result;
@@ -14,6 +13,7 @@ use crate::eval::scores::{
 };
 use crate::kmeans::{KMeansConfig, kmeans};
 use crate::model::AvModel;
+use crate::ops::Backend;
 use crate::tensor::Tensor;
 use crate::train::embed::{SplitEmbeddings, embed_split};
 use crate::train::features::{Dataset, InputShapes};

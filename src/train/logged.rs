@@ -1,8 +1,8 @@
 //! A step's logged values read off the tape with one device-to-host copy.
 
 use crate::autograd::{Tape, Var};
-use crate::backend::Backend;
 use crate::error::Result;
+use crate::ops::Backend;
 use crate::ops::tokens::{concat_tokens, reshape};
 
 /// The values of `vars` with one download: each is flattened and the lot

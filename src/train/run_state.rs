@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::autograd::ParamStore;
-use crate::backend::Backend;
 use crate::checkpoint::{self, Checkpoint, HostTensor};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::eval::scores::Evaluation;
+use crate::ops::Backend;
 use crate::optim::AdamW;
 use crate::report::record::EpochRecord;
 use crate::tensor::Tensor;

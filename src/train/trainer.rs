@@ -14,12 +14,12 @@ use rand::seq::SliceRandom;
 use serde_json::json;
 
 use crate::autograd::{ParamStore, Tape};
-use crate::backend::Backend;
-use crate::backend::device::{OnBackend, Opened};
 use crate::checkpoint;
 use crate::config::Config;
+use crate::device::{OnBackend, Opened};
 use crate::error::{Error, Result};
 use crate::model::AvModel;
+use crate::ops::Backend;
 use crate::optim::{AdamW, AdamWConfig, WarmupCosine, clip_grad_norm};
 use crate::report::outputs::write_outputs;
 use crate::report::record::{EpochRecord, TermSums, display_name};
@@ -64,7 +64,7 @@ pub type MakeObjective<'a, B> =
     dyn Fn(&Config, &Plan, &Dataset) -> Result<Box<dyn Objective<B>>> + 'a;
 
 /// Trains and evaluates as `cfg` says on `backend` (from
-/// [`crate::backend::device::resolve`], or [`Opened::cpu`]) with the
+/// [`crate::device::resolve`], or [`Opened::cpu`]) with the
 /// objective `cfg.method` names; see [`TrainOptions`].
 pub fn train(cfg: &Config, opts: &TrainOptions, backend: &Opened) -> Result<TrainOutcome> {
     struct Job<'a>(&'a Config, &'a TrainOptions);

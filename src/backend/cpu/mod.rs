@@ -1,21 +1,6 @@
 //! The CPU backend: buffers are `Vec<f32>`, kernels are multi-threaded with
 //! rayon, matrix products go through the `gemm` crate.
 
-mod attention;
-mod cgra;
-mod class_align;
-mod cross_entropy;
-mod elementwise;
-mod infonce;
-mod kmeans;
-mod matmul;
-mod norm;
-mod optim;
-mod softmax;
-mod tokens;
-
-pub(crate) use matmul::gemm_serial;
-
 use rayon::prelude::*;
 
 use crate::backend::BackendCore;

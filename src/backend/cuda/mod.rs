@@ -12,22 +12,10 @@
 //! synchronisations are downloads, the scalar of `sum_squares` and the
 //! status words kernels raise on invalid labels, targets or weights.
 //!
-//! Every kernel family of [`crate::backend::Backend`] is wired (one file per
+//! Every kernel family of [`crate::ops::Backend`] is wired (one file per
 //! family), so `CudaBackend` is a complete backend.
 
-mod attention;
-mod cgra;
-mod class_align;
-mod cross_entropy;
-mod elementwise;
-mod infonce;
-mod kmeans;
-mod matmul;
-mod norm;
-mod optim;
-mod reduce;
-mod softmax;
-mod tokens;
+pub(crate) mod reduce;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

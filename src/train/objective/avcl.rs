@@ -3,10 +3,10 @@
 //! each view and CGRA on the encoders' tokens, with a ramped weight.
 
 use crate::autograd::{ParamStore, Tape, Var};
-use crate::backend::Backend;
 use crate::config::{AvclConfig, Config};
 use crate::error::Result;
 use crate::model::Embeddings;
+use crate::ops::Backend;
 use crate::ops::cgra::cgra_loss;
 use crate::ops::elementwise::{add, scale};
 use crate::ops::infonce::infonce;

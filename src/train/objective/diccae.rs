@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::autograd::{ParamStore, Tape};
-use crate::backend::Backend;
 use crate::checkpoint::{Checkpoint, HostTensor};
 use crate::config::{ClusterSpace, Config, DiccaeConfig};
 use crate::error::{Error, Result};
 use crate::kmeans::KMeansConfig;
 use crate::model::Embeddings;
+use crate::ops::Backend;
 use crate::optim::ramp;
 use crate::report::record::{EpochRecord, TermSums, Terms};
 use crate::report::summary::{ObjectiveReport, WeightSummary};

@@ -13,12 +13,12 @@ pub mod diccae;
 use std::collections::BTreeMap;
 
 use crate::autograd::{ParamStore, Tape, Var};
-use crate::backend::Backend;
 use crate::checkpoint::{Checkpoint, HostTensor};
 use crate::config::{Config, Method};
 use crate::data::augment::AugmentConfig;
 use crate::error::Result;
 use crate::model::{AvModel, Embeddings};
+use crate::ops::Backend;
 use crate::report::record::{EpochRecord, TermSums, Terms};
 use crate::report::summary::ObjectiveReport;
 use crate::train::features::{Dataset, InputShapes};
