@@ -84,31 +84,8 @@ fn find_nvcc(manifest: &Path) -> Option<PathBuf> {
     candidates.into_iter().find(|p| p.is_file() && runs(p))
 }
 
-/// Entry points of a kernel source: every line `KERNEL void [__launch_bounds__(..)] name(`.
-fn kernel_names(src: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    for line in src.lines() {
-        let Some(rest) = line.trim_start().strip_prefix("KERNEL ") else {
-            continue;
-        };
-        let mut rest = rest.trim_start();
-        rest = rest.strip_prefix("void").unwrap_or(rest).trim_start();
-        if let Some(after) = rest.strip_prefix("__launch_bounds__(") {
-            rest = after
-                .split_once(')')
-                .map(|(_, r)| r.trim_start())
-                .unwrap_or("");
-        }
-        let name: String = rest
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        if !name.is_empty() {
-            names.push(name);
-        }
-    }
-    names
-}
+// `kernel_names`: the entry points of a kernel source (shared with emu/build.rs).
+include!("kernels/entry_points.rs");
 
 /// `kernel_ids.rs`: a module per kernel file with a `KernelId` constant per
 /// entry point, and the table of every file and its entry points.
