@@ -74,6 +74,12 @@ enum Command {
         diccae-engine features --out runs/synthetic.safetensors"
     )]
     Features(FeaturesArgs),
+    /// Turn CAV-MAE data lists (JSON) and its label CSV into a manifest, reusing its extracted WAVs and frames.
+    #[command(
+        name = "import-cavmae",
+        long_about = "Import CAV-MAE's data lists without re-extracting anything: each --train / --test JSON file         ({\"data\": [{\"video_id\", \"wav\", \"video_path\", \"labels\"}]}) becomes clips of that split, with         frames video_path/frame_{i}/{video_id}.jpg for i < --frames, and --labels (CAV-MAE's class_labels_indices.csv,         index,mid,display_name) turns each clip's first label mid into its class name. Writes OUT/manifest.jsonl         (train it with --data OUT) and OUT/rejects.txt (video_id and reason for every entry left out: no WAV,         no frame, an unknown label, a repeated video_id). The engine's probes are single-label: a clip with several         labels keeps its first, and the count is printed.\n\nExample:\n  diccae-engine import-cavmae --train         vgg_train.json --test vgg_test.json --labels class_labels_indices_vgg.csv --out data/vggsound\n          diccae-engine train --data data/vggsound"
+    )]
+    ImportCavmae(ImportCavmaeArgs),
     /// Print the backend this build uses, its thread count, and whether the CUDA kernels are built in.
     Info,
 }
@@ -103,6 +109,25 @@ struct TrainArgs {
     /// Device: cpu, cuda, cuda:N or auto (see --help).
     #[arg(long, value_name = "DEVICE", default_value = "cpu", long_help = DEVICE_HELP)]
     device: Device,
+}
+
+#[derive(Args)]
+struct ImportCavmaeArgs {
+    /// A CAV-MAE data list whose clips go to the train split (repeatable).
+    #[arg(long, value_name = "JSON", required = true)]
+    train: Vec<PathBuf>,
+    /// A CAV-MAE data list whose clips go to the test split (repeatable).
+    #[arg(long, value_name = "JSON")]
+    test: Vec<PathBuf>,
+    /// CAV-MAE's label CSV (index,mid,display_name); without it the label mids are the class names.
+    #[arg(long, value_name = "CSV")]
+    labels: Option<PathBuf>,
+    /// Frames per clip to look for (frame_0 .. frame_{N-1}; CAV-MAE extracts 10).
+    #[arg(long, default_value_t = 10)]
+    frames: usize,
+    /// Output directory for manifest.jsonl and rejects.txt.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -314,6 +339,33 @@ fn run_train(args: TrainArgs) -> diccae_engine::Result<()> {
     Ok(())
 }
 
+fn run_import_cavmae(args: ImportCavmaeArgs) -> diccae_engine::Result<()> {
+    use diccae_engine::data::manifest::Split;
+    let mut lists: Vec<(PathBuf, Split)> =
+        args.train.into_iter().map(|p| (p, Split::Train)).collect();
+    lists.extend(args.test.into_iter().map(|p| (p, Split::Test)));
+    let r = diccae_engine::data::cavmae::import(
+        &lists,
+        args.labels.as_deref(),
+        args.frames,
+        &args.out,
+    )?;
+    println!(
+        "imported {} clips into {} ({} with several labels kept their first, {} with fewer than {} frames); {} rejected, listed in {}",
+        r.clips,
+        args.out.join("manifest.jsonl").display(),
+        r.multi_label,
+        r.missing_frames,
+        args.frames,
+        r.rejects.len(),
+        args.out.join("rejects.txt").display()
+    );
+    for (id, why) in r.rejects.iter().take(5) {
+        eprintln!("  rejected {id}: {why}");
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -321,6 +373,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => run_eval(args),
         Command::Ablate(args) => run_ablate(args),
         Command::Features(args) => run_features(args),
+        Command::ImportCavmae(args) => run_import_cavmae(args),
         Command::Info => {
             let cpu = CpuBackend::new();
             println!("diccae-engine {}", env!("CARGO_PKG_VERSION"));

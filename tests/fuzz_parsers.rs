@@ -349,3 +349,21 @@ fn checkpoint_states_never_panic() {
     assert!(ok < 800, "no mutated tensor file was refused");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn cavmae_lists_and_label_csvs_never_panic() {
+    let csv = b"index,mid,display_name\n0,/m/dog,\"Dog, barking\"\n1,/m/bell,Bell\n".to_vec();
+    let ok = fuzz("cavmae-csv", &csv, 1_000, None, |p| {
+        diccae_engine::data::cavmae::read_label_csv(p).is_ok()
+    });
+    assert!(ok < 1_000, "no mutation was refused");
+    let list = br#"{"data": [{"video_id": "a", "wav": "a.wav", "video_path": "f", "labels": "/m/dog"}, {"video_id": "b", "wav": "b.wav", "video_path": "f", "labels": "/m/bell,/m/dog"}]}"#.to_vec();
+    let out = scratch("cavmae-out");
+    let ok = fuzz("cavmae-list", &list, 1_000, None, |p| {
+        let lists = [(p.to_path_buf(), diccae_engine::data::manifest::Split::Train)];
+        diccae_engine::data::cavmae::import(&lists, None, 10, &out).is_ok()
+    });
+    // No entry's files exist, so no list imports: every case is an error.
+    assert_eq!(ok, 0);
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -12,6 +12,7 @@
 
 pub mod audio;
 pub mod augment;
+pub mod cavmae;
 pub mod frames;
 pub mod manifest;
 pub mod melspec;

@@ -88,7 +88,8 @@ pub fn write_wav(path: &Path, rate: u32, channels: u16, seconds: f32, freq: f32)
     w.finalize().unwrap();
 }
 
-fn write_png(path: &Path, shade: u8, x0: u32) {
+/// A 20×20 frame with a bright bar at `x0` (PNG or JPEG by the extension).
+pub fn write_frame(path: &Path, shade: u8, x0: u32) {
     let img = image::RgbImage::from_fn(20, 20, |x, _| {
         if x >= x0 && x < x0 + 5 {
             image::Rgb([shade, 40, 200])
@@ -122,7 +123,7 @@ pub fn build_manifest(dir: &Path, n: usize) -> PathBuf {
             let fdir = format!("clips/f{i}");
             std::fs::create_dir_all(dir.join(&fdir)).unwrap();
             for t in 0..3 {
-                write_png(
+                write_frame(
                     &dir.join(format!("{fdir}/{t:02}.png")),
                     100 + 100 * class as u8,
                     2 + 3 * t,
@@ -132,7 +133,7 @@ pub fn build_manifest(dir: &Path, n: usize) -> PathBuf {
         } else {
             let names: Vec<String> = (0..2).map(|t| format!("clips/g{i}_{t}.png")).collect();
             for (t, name) in names.iter().enumerate() {
-                write_png(&dir.join(name), 100 + 100 * class as u8, 2 + 4 * t as u32);
+                write_frame(&dir.join(name), 100 + 100 * class as u8, 2 + 4 * t as u32);
             }
             serde_json::json!(names)
         };
