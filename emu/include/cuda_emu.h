@@ -69,6 +69,10 @@ void warp_sync(unsigned mask, const char* op);
 uint64_t* warp_slots();
 /// The launch's dynamic shared memory and its size in bytes.
 unsigned char* dynamic_shared_base(size_t* bytes);
+/// A static shared array reached by the current thread: counted towards the
+/// launch's static shared memory, and poisoned (NaN bytes) the first time a
+/// block reaches it, as the dynamic part is.
+void declare_static_shared(void* storage, size_t bytes);
 
 }  // namespace emu
 
@@ -128,8 +132,9 @@ constexpr int warpSize = 32;
 inline void __syncwarp(unsigned mask = 0xffffffffu) { ::emu::warp_sync(mask, "__syncwarp"); }
 
 // Static shared array, bounds-checked here, a plain __shared__ array under nvcc.
-#define SHARED_ARRAY(T, name, n)  \
-    static T name##_emu_storage[n]; \
+#define SHARED_ARRAY(T, name, n)                                                    \
+    static T name##_emu_storage[n];                                                 \
+    ::emu::declare_static_shared(name##_emu_storage, sizeof(name##_emu_storage));   \
     const Buf<T> name(name##_emu_storage, (n), #name)
 // Dynamic shared memory (the launch's shared_mem_bytes), bounds-checked here.
 #define EXTERN_SHARED(T, name)                                                                \

@@ -100,9 +100,59 @@ struct ArgConv<Buf<int>> {
     }
 };
 
+/// Whether device pointer `ptr` lies in a live allocation of the emulated
+/// driver; if so, `*bytes` is the room from `ptr` to the allocation's end.
+bool device_extent(uint64_t ptr, uint64_t* bytes);
+
+/// A kernel parameter as the driver API passes it: `params[i]` points to the
+/// value (a `CUdeviceptr` for a buffer). Buffers are checked against the
+/// driver's allocation table and get the room left in their allocation as
+/// their length, so an access past an allocation's end is reported.
+template <class P>
+struct DrvConv;
+
+template <>
+struct DrvConv<float> {
+    static float get(void* p, size_t) {
+        float f;
+        std::memcpy(&f, p, 4);
+        return f;
+    }
+};
+template <>
+struct DrvConv<int> {
+    static int get(void* p, size_t) {
+        int v;
+        std::memcpy(&v, p, 4);
+        return v;
+    }
+};
+template <class T>
+struct DrvConv<Buf<T>> {
+    static Buf<T> get(void* p, size_t i) {
+        uint64_t dptr;
+        std::memcpy(&dptr, p, 8);
+        if (dptr == 0) return Buf<T>();
+        uint64_t bytes = 0;
+        if (!device_extent(dptr, &bytes)) {
+            throw BadArgs{"argument " + std::to_string(i) + " (" + std::to_string(dptr) +
+                          ") is not a pointer into a live device allocation"};
+        }
+        if (dptr % alignof(T) != 0) {
+            throw BadArgs{"argument " + std::to_string(i) + " is not aligned to " + std::to_string(alignof(T)) +
+                          " bytes"};
+        }
+        return Buf<T>(reinterpret_cast<T*>(static_cast<uintptr_t>(dptr)), (long long)(bytes / sizeof(T)),
+                      arg_name(i));
+    }
+};
+
 /// Runs `body` as every thread of every block of the launch; returns an
-/// ErrKind and writes a message into `err` on failure.
-int run_grid(const char* kernel, const EmuDims* dims, const std::function<void()>& body, char* err, size_t err_len);
+/// ErrKind and writes a message into `err` on failure. `static_bytes` is the
+/// kernel's static shared memory as build.rs read it from its SHARED_ARRAYs:
+/// the launch checks it against what the kernel declares.
+int run_grid(const char* kernel, const EmuDims* dims, uint64_t static_bytes, const std::function<void()>& body,
+             char* err, size_t err_len);
 /// Writes `msg` into `err` (truncated, NUL-terminated) and returns `kind`.
 int report(int kind, const std::string& msg, char* err, size_t err_len);
 
@@ -111,9 +161,14 @@ std::tuple<Ps...> unpack(const EmuArg* a, std::index_sequence<I...>) {
     return std::tuple<Ps...>(ArgConv<Ps>::get(a[I], I)...);
 }
 
+template <class... Ps, size_t... I>
+std::tuple<Ps...> unpack_params(void** params, std::index_sequence<I...>) {
+    return std::tuple<Ps...>(DrvConv<Ps>::get(params[I], I)...);
+}
+
 template <class... Ps>
-int launch_packed(const char* name, void (*kernel)(Ps...), const EmuDims* dims, const EmuArg* args, size_t n,
-                  char* err, size_t err_len) {
+int launch_packed(const char* name, void (*kernel)(Ps...), const EmuDims* dims, uint64_t static_bytes,
+                  const EmuArg* args, size_t n, char* err, size_t err_len) {
     if (n != sizeof...(Ps)) {
         return report(ERR_BAD_ARGS,
                       std::string(name) + " takes " + std::to_string(sizeof...(Ps)) + " arguments, got " +
@@ -123,29 +178,72 @@ int launch_packed(const char* name, void (*kernel)(Ps...), const EmuDims* dims, 
     try {
         std::tuple<Ps...> unpacked = unpack<Ps...>(args, std::index_sequence_for<Ps...>{});
         std::function<void()> body = [&]() { std::apply(kernel, unpacked); };
-        return run_grid(name, dims, body, err, err_len);
+        return run_grid(name, dims, static_bytes, body, err, err_len);
     } catch (const BadArgs& e) {
         return report(ERR_BAD_ARGS, std::string(name) + ": " + e.msg, err, err_len);
     }
 }
 
-/// A registered kernel's packed launcher.
-using LaunchFn = int (*)(const char*, const EmuDims*, const EmuArg*, size_t, char*, size_t);
+template <class... Ps>
+int launch_params(const char* name, void (*kernel)(Ps...), const EmuDims* dims, uint64_t static_bytes,
+                  void** params, char* err, size_t err_len) {
+    if (sizeof...(Ps) > 0 && params == nullptr) {
+        return report(ERR_BAD_ARGS, std::string(name) + ": launched without kernelParams", err, err_len);
+    }
+    try {
+        std::tuple<Ps...> unpacked = unpack_params<Ps...>(params, std::index_sequence_for<Ps...>{});
+        std::function<void()> body = [&]() { std::apply(kernel, unpacked); };
+        return run_grid(name, dims, static_bytes, body, err, err_len);
+    } catch (const BadArgs& e) {
+        return report(ERR_BAD_ARGS, std::string(name) + ": " + e.msg, err, err_len);
+    }
+}
 
-/// The packed launcher of kernel `K` (one instantiation per kernel, generated).
+/// A registered kernel's launcher from the Rust argument records.
+using LaunchFn = int (*)(const char*, const EmuDims*, uint64_t, const EmuArg*, size_t, char*, size_t);
+/// A registered kernel's launcher from the driver API's `kernelParams`.
+using ParamsLaunchFn = int (*)(const char*, const EmuDims*, uint64_t, void**, char*, size_t);
+
+/// The launchers of kernel `K` (one instantiation per kernel, generated).
 template <auto K>
 struct Launcher {
-    static int launch(const char* name, const EmuDims* dims, const EmuArg* args, size_t n, char* err,
-                      size_t err_len) {
-        return launch_packed(name, K, dims, args, n, err, err_len);
+    static int launch(const char* name, const EmuDims* dims, uint64_t static_bytes, const EmuArg* args, size_t n,
+                      char* err, size_t err_len) {
+        return launch_packed(name, K, dims, static_bytes, args, n, err, err_len);
+    }
+    static int launch_params(const char* name, const EmuDims* dims, uint64_t static_bytes, void** params,
+                             char* err, size_t err_len) {
+        return ::emu::launch_params(name, K, dims, static_bytes, params, err, err_len);
     }
 };
 
-/// Name → launcher table, filled by the generated `emu_register_all`.
-struct Registry {
-    void add(const char* name, LaunchFn fn);
+/// One registered kernel: its file stem, static shared memory and launchers.
+struct KernelEntry {
+    std::string name;
+    std::string file;
+    uint64_t static_bytes;
+    LaunchFn launch;
+    ParamsLaunchFn launch_params;
 };
+
+/// Name → kernel table, filled by the generated `emu_register_all`.
+struct Registry {
+    void add(const char* name, const char* file, uint64_t static_bytes, LaunchFn fn, ParamsLaunchFn params_fn);
+};
+
+/// The registered kernel `name`, or null.
+const KernelEntry* find_kernel(const char* name);
+
+/// Runs a driver-API launch of `k` under the emulator's launch lock.
+int launch_from_params(const KernelEntry& k, const EmuDims* dims, void** params, char* err, size_t err_len);
+
+/// Records (or, with `live` false, forgets) a device allocation of the
+/// emulated driver; false when forgetting a pointer that is not the base of
+/// a live allocation.
+bool track_allocation(uint64_t ptr, uint64_t bytes, bool live);
 
 }  // namespace emu
 
-#define EMU_REGISTER(reg, kernel) (reg).add(#kernel, &::emu::Launcher<&kernel>::launch)
+#define EMU_REGISTER(reg, file, kernel, static_bytes)                                     \
+    (reg).add(#kernel, file, (uint64_t)(static_bytes), &::emu::Launcher<&kernel>::launch, \
+              &::emu::Launcher<&kernel>::launch_params)

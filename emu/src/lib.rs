@@ -203,3 +203,91 @@ pub fn kernel_names() -> Vec<String> {
             .collect()
     }
 }
+
+/// The stand-in CUDA driver and cuBLAS libraries built from this crate
+/// (`src/driver_api.cpp`, `src/blas_api.cpp`, with every kernel compiled
+/// in): loading them makes cudarc, and with it diccae-engine's shipped CUDA
+/// backend, run on the emulator.
+pub mod driver {
+    use std::ffi::{CStr, CString, c_char, c_int, c_void};
+
+    /// Path of the stand-in `libcuda.so`.
+    pub const LIBCUDA: &str = env!("DICCAE_EMU_LIBCUDA");
+    /// Path of the stand-in `libcublas.so`.
+    pub const LIBCUBLAS: &str = env!("DICCAE_EMU_LIBCUBLAS");
+
+    const RTLD_NOW: c_int = 2;
+    const RTLD_GLOBAL: c_int = 0x100;
+    const RTLD_NOLOAD: c_int = 4;
+
+    unsafe extern "C" {
+        fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
+        fn dlerror() -> *const c_char;
+        fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+    }
+
+    fn open(path: &str, flags: c_int) -> Result<*mut c_void, String> {
+        let c = CString::new(path).map_err(|_| format!("{path}: path contains NUL"))?;
+        // SAFETY: dlopen with a NUL-terminated path; the stand-ins' static
+        // initialisers only build the kernel registry.
+        let handle = unsafe { dlopen(c.as_ptr(), flags) };
+        if handle.is_null() {
+            // SAFETY: dlerror returns NULL or a NUL-terminated message.
+            let msg = unsafe { dlerror() };
+            let msg = if msg.is_null() {
+                "unknown error".to_string()
+            } else {
+                unsafe { CStr::from_ptr(msg) }
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            return Err(format!("cannot load {path}: {msg}"));
+        }
+        Ok(handle)
+    }
+
+    /// Loads the stand-ins into this process, so that a later
+    /// `dlopen("libcuda.so")` or `dlopen("libcublas.so")` (cudarc's first
+    /// candidate names) resolves to them by their soname. Fails if another
+    /// `libcuda.so` was loaded first (a real driver): the process would then
+    /// mix the two. Call it before anything opens a CUDA device; calling it
+    /// again is harmless.
+    pub fn install() -> Result<(), String> {
+        for (path, name) in [(LIBCUDA, "libcuda.so"), (LIBCUBLAS, "libcublas.so")] {
+            let ours = open(path, RTLD_NOW | RTLD_GLOBAL)?;
+            let resolved = open(name, RTLD_NOW | RTLD_NOLOAD)?;
+            if resolved != ours {
+                return Err(format!(
+                    "{name} resolves to another library than the stand-in {path}: a real CUDA \
+                     library was loaded in this process first"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Names of every kernel launched through the stand-in driver so far in
+    /// this process, sorted (empty before [`install`]).
+    pub fn launched_kernels() -> Result<Vec<String>, String> {
+        let handle = open(LIBCUDA, RTLD_NOW | RTLD_NOLOAD)
+            .map_err(|_| "the stand-in driver is not loaded".to_string())?;
+        // SAFETY: the symbols are the stand-in's exported functions of these
+        // exact signatures (driver_api.cpp); names they return live for the
+        // process.
+        unsafe {
+            let count = dlsym(handle, c"diccae_emu_launched_count".as_ptr());
+            let name = dlsym(handle, c"diccae_emu_launched_name".as_ptr());
+            if count.is_null() || name.is_null() {
+                return Err("the stand-in driver lacks its coverage symbols".to_string());
+            }
+            let count: extern "C" fn() -> usize = std::mem::transmute(count);
+            let name: extern "C" fn(usize) -> *const c_char = std::mem::transmute(name);
+            Ok((0..count())
+                .filter_map(|i| {
+                    let p = name(i);
+                    (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+                })
+                .collect())
+        }
+    }
+}

@@ -32,6 +32,24 @@ pub fn kernel_fatbin(stem: &str) -> Option<&'static [u8]> {
         .map(|(_, image)| *image)
 }
 
+/// Name prefix of the emulated device (the stand-in driver of
+/// `diccae-kernel-emu`, which runs the kernels' sources on the host).
+pub const EMULATED_DEVICE: &str = "diccae-kernel-emu";
+
+/// The module image the CUDA backend loads for kernel file `stem`: its
+/// fatbin when built, otherwise (for the emulated device, which compiles the
+/// sources itself) the NUL-terminated name `diccae-emu-module:<stem>`. None
+/// for a file that is not a kernel file.
+pub fn kernel_image(stem: &str) -> Option<Vec<u8>> {
+    if KERNELS_BUILT {
+        return kernel_fatbin(stem).map(<[u8]>::to_vec);
+    }
+    ids::KERNEL_FILES
+        .iter()
+        .any(|(s, _)| *s == stem)
+        .then(|| format!("diccae-emu-module:{stem}\0").into_bytes())
+}
+
 /// One line telling a user how to build the kernels into the binary.
 pub fn missing_kernels_hint() -> &'static str {
     "the CUDA kernels were not built into this binary: install nvcc (e.g. `python3 -m pip install \

@@ -14,6 +14,7 @@ use crate::ops::Backend;
 use crate::optim::{AdamW, AdamWConfig};
 use crate::report::outputs::write_outputs;
 use crate::report::summary::Summary;
+use crate::train::console::Console;
 use crate::train::evaluate::evaluate_model;
 use crate::train::features;
 use crate::train::objective::{self, Plan};
@@ -60,11 +61,7 @@ impl OnBackend for EvalJob<'_> {
 
 fn evaluate_checkpoint_on<B: Backend>(backend: B, job: &EvalJob<'_>) -> Result<Summary> {
     let (path, data, out) = (job.path, job.data, job.out);
-    let say = |line: &str| {
-        if !job.quiet {
-            println!("{line}");
-        }
-    };
+    let console = Console::new(job.quiet);
     let started = Instant::now();
     let dir = if path.join("checkpoints").is_dir() {
         path.join("checkpoints")
@@ -85,10 +82,10 @@ fn evaluate_checkpoint_on<B: Backend>(backend: B, job: &EvalJob<'_>) -> Result<S
         detail: format!("cannot create the output directory: {e}"),
     })?;
     let dataset = features::load(&cfg, data)?;
-    report_dataset(job.quiet, out, &dataset)?;
+    report_dataset(console, out, &dataset)?;
     let mut store = ParamStore::new(backend);
     let model = AvModel::for_config(&mut store, &cfg)?;
-    say("evaluating the randomly initialised encoder (reference point)");
+    console.say("evaluating the randomly initialised encoder (reference point)");
     let random_init = evaluate_model(&model, &store, &dataset, &cfg)?;
     // The objective is rebuilt only to restore its state for the summary
     // (the pseudo-labels of the run's own training data); one that cannot
@@ -105,7 +102,7 @@ fn evaluate_checkpoint_on<B: Backend>(backend: B, job: &EvalJob<'_>) -> Result<S
         // count is not known here: no bound.
         (&stored, usize::MAX),
     )?;
-    say(&format!(
+    console.say(format!(
         "evaluating {} (after epoch {})",
         dir.display(),
         state.epochs_done

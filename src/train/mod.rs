@@ -4,6 +4,7 @@
 
 pub mod ablate;
 pub mod clusters;
+pub mod console;
 pub mod diccae_terms;
 pub mod embed;
 pub mod eval_checkpoint;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint;
 use crate::error::{Error, Result};
+use crate::train::console::Console;
 use crate::train::features::Dataset;
 
 /// What a training run writes into its directory: a directory holding any
@@ -25,14 +26,14 @@ const RUN_FILES: [&str; 7] = [
 ];
 
 /// Makes `out` ready for a run: creates it, removes unfinished checkpoint
-/// writes (saying so through `say`), and returns the checkpoint to resume
+/// writes (saying so on `console`), and returns the checkpoint to resume
 /// from (`resume`), or removes an old run (`overwrite`), or refuses to train
 /// over one.
 pub fn prepare(
     out: &Path,
     resume: bool,
     overwrite: bool,
-    say: &dyn Fn(String),
+    console: Console,
 ) -> Result<Option<PathBuf>> {
     std::fs::create_dir_all(out).map_err(|e| Error::Io {
         path: out.display().to_string(),
@@ -41,7 +42,7 @@ pub fn prepare(
     let ckpt_dir = out.join("checkpoints");
     let unfinished = checkpoint::remove_temporaries(&ckpt_dir)?;
     if unfinished > 0 {
-        say(format!(
+        console.say(format!(
             "removed {unfinished} unfinished checkpoint write(s) from {}",
             ckpt_dir.display()
         ));
@@ -147,16 +148,14 @@ impl DataIdentity {
 
 /// Says what data a run uses and lists the clips that could not be read in
 /// `out/skipped.txt` (the first five also on stderr).
-pub fn report_dataset(quiet: bool, out: &Path, d: &Dataset) -> Result<()> {
-    if !quiet {
-        println!(
-            "data: {} ({} train / {} test clips, {} classes)",
-            d.name,
-            d.train.len(),
-            d.test.len(),
-            d.classes.len()
-        );
-    }
+pub fn report_dataset(console: Console, out: &Path, d: &Dataset) -> Result<()> {
+    console.say(format!(
+        "data: {} ({} train / {} test clips, {} classes)",
+        d.name,
+        d.train.len(),
+        d.test.len(),
+        d.classes.len()
+    ));
     if !d.skipped.is_empty() {
         let path = out.join("skipped.txt");
         crate::atomic_file::write_atomic(&path, (d.skipped.join("\n") + "\n").as_bytes())?;

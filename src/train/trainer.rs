@@ -26,6 +26,7 @@ use crate::report::record::{EpochRecord, TermSums, display_name};
 use crate::report::summary::Summary;
 use crate::rng::seeded;
 use crate::tensor::Tensor;
+use crate::train::console::Console;
 use crate::train::evaluate::evaluate_model;
 use crate::train::features::{self, Dataset, InputShapes};
 use crate::train::metrics_log::MetricsLog;
@@ -77,12 +78,6 @@ pub fn train(cfg: &Config, opts: &TrainOptions, backend: &Opened) -> Result<Trai
     backend.run(Job(cfg, opts))
 }
 
-fn say(quiet: bool, line: impl AsRef<str>) {
-    if !quiet {
-        println!("{}", line.as_ref());
-    }
-}
-
 /// [`train`] with the objective `make` builds, on `backend`.
 pub fn train_with<B: Backend>(
     backend: B,
@@ -91,8 +86,8 @@ pub fn train_with<B: Backend>(
     make: &MakeObjective<'_, B>,
 ) -> Result<TrainOutcome> {
     let started = Instant::now();
-    let (out, quiet) = (&opts.out, opts.quiet);
-    let resume_from = run_dir::prepare(out, opts.resume, opts.overwrite, &|l| say(quiet, l))?;
+    let (out, console) = (&opts.out, Console::new(opts.quiet));
+    let resume_from = run_dir::prepare(out, opts.resume, opts.overwrite, console)?;
     let dataset = features::load(cfg, opts.data.as_deref())?;
     if dataset.train.len() < 2 {
         return Err(Error::Training(format!(
@@ -120,37 +115,31 @@ pub fn train_with<B: Backend>(
         let at = (cfg, plan.epochs);
         state = run_state::restore(&ckpt, &mut store, &mut opt, Some(objective.as_mut()), at)?;
         let done = state.epochs_done;
-        say(
-            quiet,
-            format!("resumed from {} after epoch {done}", path.display()),
-        );
+        console.say(format!(
+            "resumed from {} after epoch {done}",
+            path.display()
+        ));
     }
     // Written only now, once a resume has been checked: a refused resume
     // leaves the run directory as it was.
-    run_dir::report_dataset(quiet, out, &dataset)?;
+    run_dir::report_dataset(console, out, &dataset)?;
     crate::atomic_file::write_atomic(&out.join("config.toml"), cfg.to_toml()?.as_bytes())?;
     let metrics = MetricsLog::open(&out.join("metrics.jsonl"), state.epochs_done)?;
     let n_params = store.numel();
-    say(
-        quiet,
-        format!(
-            "model: {n_params} parameters ({} tensors), backend {} with {} threads",
-            store.len(),
-            backend.name(),
-            rayon::current_num_threads()
-        ),
-    );
+    console.say(format!(
+        "model: {n_params} parameters ({} tensors), backend {} with {} threads",
+        store.len(),
+        backend.name(),
+        rayon::current_num_threads()
+    ));
     if state.random_init.is_none() {
-        say(
-            quiet,
-            "evaluating the randomly initialised encoder (reference point)",
-        );
+        console.say("evaluating the randomly initialised encoder (reference point)");
         state.random_init = Some(evaluate_model(&model, &store, &dataset, cfg)?);
     }
     let steps = plan.steps_per_epoch;
     let mut run = Loop {
         cfg,
-        quiet,
+        console,
         backend: &backend,
         model: &model,
         shapes: InputShapes::of(cfg),
@@ -183,7 +172,7 @@ pub fn train_with<B: Backend>(
         let seconds = started.elapsed().as_secs_f64();
         run_state::save(&run.ckpt_dir, &run.store, &ctx, &run.state, seconds)?;
     }
-    say(quiet, "evaluating the pretrained encoder");
+    console.say("evaluating the pretrained encoder");
     let final_eval = evaluate_model(&model, &run.store, &dataset, cfg)?;
     let summary = summarise(
         cfg,
@@ -207,7 +196,7 @@ pub fn train_with<B: Backend>(
 /// Everything the epochs of a run share.
 struct Loop<'a, B: Backend> {
     cfg: &'a Config,
-    quiet: bool,
+    console: Console,
     backend: &'a B,
     model: &'a AvModel,
     shapes: InputShapes,
@@ -240,11 +229,8 @@ fn with_batch(n: usize, shape: &[usize]) -> Vec<usize> {
     s
 }
 
-fn progress_bar(quiet: bool, steps: usize, epoch: usize) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let b = ProgressBar::new(steps as u64);
+fn progress_bar(console: Console, steps: usize, epoch: usize) -> ProgressBar {
+    let b = console.progress_bar(steps);
     b.set_style(
         ProgressStyle::with_template("epoch {prefix:>3} [{bar:30}] {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -267,7 +253,7 @@ impl<B: Backend> Loop<'_, B> {
         };
         let mut log = RunLog {
             metrics: &mut self.metrics,
-            quiet: self.quiet,
+            console: self.console,
         };
         self.objective.begin_epoch(&ctx, epoch, &mut log)?;
         let (t, plan) = (&self.cfg.train, self.plan);
@@ -275,7 +261,7 @@ impl<B: Backend> Loop<'_, B> {
         order.shuffle(&mut seeded(
             t.seed.wrapping_mul(31).wrapping_add(epoch as u64 + 1),
         ));
-        let bar = progress_bar(self.quiet, plan.steps_per_epoch, epoch);
+        let bar = progress_bar(self.console, plan.steps_per_epoch, epoch);
         let mut sums = EpochSums {
             started: epoch_start,
             terms: TermSums::default(),
@@ -343,22 +329,19 @@ impl<B: Backend> Loop<'_, B> {
             .iter()
             .map(|(name, v)| format!("  {name} {v:.4}"))
             .collect();
-        say(
-            self.quiet,
-            format!(
-                "epoch {:>3}/{}: loss {:.4}{shown}  lr {:.2e}  {:.0} clips/s  {seconds:.1}s",
-                epoch + 1,
-                plan.epochs,
-                record.loss,
-                record.lr,
-                record.clips_per_second,
-            ),
-        );
+        self.console.say(format!(
+            "epoch {:>3}/{}: loss {:.4}{shown}  lr {:.2e}  {:.0} clips/s  {seconds:.1}s",
+            epoch + 1,
+            plan.epochs,
+            record.loss,
+            record.lr,
+            record.clips_per_second,
+        ));
         self.metrics
             .write(&json!({ "kind": "epoch", "record": &record }))?;
         let mut log = RunLog {
             metrics: &mut self.metrics,
-            quiet: self.quiet,
+            console: self.console,
         };
         self.objective.epoch_logged(&record, &mut log)?;
         Ok(record)

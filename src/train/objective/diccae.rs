@@ -139,7 +139,7 @@ impl<B: Backend> Diccae<B> {
         if let Some(r) = next.last_round() {
             log.metrics
                 .write(&json!({ "kind": "cluster", "round": r }))?;
-            log.say(format!(
+            log.console.say(format!(
                 "  clustering at epoch {epoch}: K={}, size entropy {:.3}{}{}{}",
                 self.k,
                 r.size_entropy,
@@ -353,7 +353,7 @@ impl<B: Backend> Objective<B> for Diccae<B> {
                         c.gate_deadline
                     )
                 };
-                log.say(format!(
+                log.console.say(format!(
                     "  {why}: cluster terms start at epoch {}",
                     epoch + 2
                 ));

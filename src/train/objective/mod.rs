@@ -21,6 +21,7 @@ use crate::model::{AvModel, Embeddings};
 use crate::ops::Backend;
 use crate::report::record::{EpochRecord, TermSums, Terms};
 use crate::report::summary::ObjectiveReport;
+use crate::train::console::Console;
 use crate::train::features::{Dataset, InputShapes};
 use crate::train::metrics_log::MetricsLog;
 
@@ -84,17 +85,8 @@ pub struct RunContext<'a, B: Backend> {
 pub struct RunLog<'a> {
     /// The run's `metrics.jsonl`.
     pub metrics: &'a mut MetricsLog,
-    /// Print nothing but errors.
-    pub quiet: bool,
-}
-
-impl RunLog<'_> {
-    /// Prints a progress line (unless quiet).
-    pub fn say(&self, line: impl AsRef<str>) {
-        if !self.quiet {
-            println!("{}", line.as_ref());
-        }
-    }
+    /// The console (progress lines unless quiet).
+    pub console: Console,
 }
 
 /// A batch of clips as the model will see it.
