@@ -6,7 +6,7 @@ use crate::atomic_file::write_atomic;
 use crate::error::{Error, Result};
 use crate::report::markdown::render_report;
 use crate::report::plot::{Series, heatmap, line_chart};
-use crate::report::record::EpochRecord;
+use crate::report::record::{EpochRecord, display_name};
 use crate::report::summary::Summary;
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -30,25 +30,25 @@ pub fn write_outputs(out: &Path, s: &Summary, history: &[EpochRecord]) -> Result
             .filter_map(|h| f(h).map(|v| (h.epoch as f64 + 1.0, v)))
             .collect()
     };
-    // The total, then every loss term any epoch logged (L_ins first).
-    let mut names: Vec<String> = Vec::new();
+    // The total, then every loss term any epoch logged (l_ins first).
+    let mut keys: Vec<&str> = Vec::new();
     for h in history {
-        for (name, _) in h.loss_terms() {
-            if !names.contains(&name) {
-                names.push(name);
+        for (key, _) in h.loss_terms() {
+            if !keys.contains(&key) {
+                keys.push(key);
             }
         }
     }
-    names.sort_by_key(|n| (n != "L_ins", n.clone()));
+    keys.sort_by_key(|k| (*k != "l_ins", *k));
+    let shown: Vec<String> = keys.iter().map(|k| display_name(k)).collect();
     let mut losses = vec![Series {
         name: "total",
         points: ep(&|h| Some(h.loss)),
     }];
-    for name in &names {
-        let term = format!("l_{}", name.trim_start_matches("L_"));
+    for (key, name) in keys.iter().zip(&shown) {
         losses.push(Series {
             name,
-            points: ep(&|h| h.term(&term)),
+            points: ep(&|h| h.term(key)),
         });
     }
     line_chart(

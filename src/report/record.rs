@@ -68,20 +68,18 @@ impl EpochRecord {
         self.terms.0.get(name).copied()
     }
 
-    /// The loss terms (`l_*`), `l_ins` first, as (display name, value):
-    /// `l_cls` shows as `L_cls`.
-    pub fn loss_terms(&self) -> Vec<(String, f64)> {
-        let mut names: Vec<&String> = self
+    /// The loss terms (`l_*`), `l_ins` first, as (term key, value); shown
+    /// to a person through [`display_name`].
+    pub fn loss_terms(&self) -> Vec<(&str, f64)> {
+        let mut names: Vec<&str> = self
             .terms
             .0
             .keys()
+            .map(String::as_str)
             .filter(|k| k.starts_with("l_"))
             .collect();
-        names.sort_by_key(|k| (k.as_str() != "l_ins", k.as_str()));
-        names
-            .into_iter()
-            .map(|k| (display_name(k), self.terms.0[k]))
-            .collect()
+        names.sort_by_key(|k| (*k != "l_ins", *k));
+        names.into_iter().map(|k| (k, self.terms.0[k])).collect()
     }
 }
 

@@ -327,7 +327,7 @@ impl<B: Backend> Loop<'_, B> {
         let shown: String = record
             .loss_terms()
             .iter()
-            .map(|(name, v)| format!("  {name} {v:.4}"))
+            .map(|(key, v)| format!("  {} {v:.4}", display_name(key)))
             .collect();
         self.console.say(format!(
             "epoch {:>3}/{}: loss {:.4}{shown}  lr {:.2e}  {:.0} clips/s  {seconds:.1}s",
