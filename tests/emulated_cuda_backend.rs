@@ -11,11 +11,15 @@
 
 mod cuda_tier;
 
+use std::sync::Arc;
 use std::time::Instant;
 
+use cudarc::driver::{CudaContext, CudaFunction, CudaStream};
+use cudarc::nvrtc::Ptx;
 use diccae_engine::backend::cpu::CpuBackend;
 use diccae_engine::backend::cuda::CudaBackend;
 use diccae_engine::backend::cuda_kernels::ids::KERNEL_FILES;
+use diccae_engine::backend::cuda_kernels::{KernelId, ids, kernel_image};
 use diccae_engine::ops::Backend;
 
 /// The emulated device, opened through the shipped `CudaBackend::open`.
@@ -106,6 +110,16 @@ fn every_kernel_runs_through_the_shipped_host_code_and_matches_the_cpu() {
     );
 }
 
+/// Kernel `id` loaded straight through cudarc on the emulated device, and
+/// the device's default stream (for launches the backend would never make).
+fn emulated_kernel(id: KernelId) -> (Arc<CudaStream>, CudaFunction) {
+    diccae_kernel_emu::driver::install().unwrap();
+    let ctx = CudaContext::new(0).unwrap();
+    let image = kernel_image(id.file).unwrap();
+    let module = ctx.load_module(Ptx::from_binary(image)).unwrap();
+    (ctx.default_stream(), module.load_function(id.name).unwrap())
+}
+
 /// The emulated driver's shared-memory rule is the real one: 48 KiB of
 /// static plus dynamic shared memory unless the function opts in. At d = 300,
 /// `infonce_bwd_f32` needs 42,624 dynamic bytes beside its 8,448 static ones
@@ -115,17 +129,9 @@ fn every_kernel_runs_through_the_shipped_host_code_and_matches_the_cpu() {
 #[test]
 fn the_emulated_driver_enforces_the_48_kib_rule_on_static_plus_dynamic_shared_memory() {
     use cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
-    use cudarc::driver::{CudaContext, LaunchConfig, PushKernelArg};
-    use diccae_engine::backend::cuda_kernels::kernel_image;
+    use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-    diccae_kernel_emu::driver::install().unwrap();
-    let ctx = CudaContext::new(0).unwrap();
-    let stream = ctx.default_stream();
-    let image = kernel_image("infonce").unwrap();
-    let module = ctx
-        .load_module(cudarc::nvrtc::Ptx::from_binary(image))
-        .unwrap();
-    let f = module.load_function("infonce_bwd_f32").unwrap();
+    let (stream, f) = emulated_kernel(ids::infonce::INFONCE_BWD_F32);
     assert_eq!(f.shared_size_bytes().unwrap(), 2 * 32 * 33 * 4);
     let (b, d) = (5i32, 300i32);
     let rows = (b * d) as usize;
@@ -173,18 +179,9 @@ fn the_emulated_driver_enforces_the_48_kib_rule_on_static_plus_dynamic_shared_me
 /// `fill_f32` told to write 300 floats into a 256-float allocation.
 #[test]
 fn an_out_of_bounds_launch_fails_and_names_the_access() {
-    use cudarc::driver::{CudaContext, LaunchConfig, PushKernelArg};
-    use diccae_engine::backend::cuda_kernels::kernel_image;
+    use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-    diccae_kernel_emu::driver::install().unwrap();
-    let ctx = CudaContext::new(0).unwrap();
-    let stream = ctx.default_stream();
-    let module = ctx
-        .load_module(cudarc::nvrtc::Ptx::from_binary(
-            kernel_image("core").unwrap(),
-        ))
-        .unwrap();
-    let f = module.load_function("fill_f32").unwrap();
+    let (stream, f) = emulated_kernel(ids::core::FILL_F32);
     let mut buf = stream.alloc_zeros::<f32>(256).unwrap();
     let (n, value) = (300i32, 1.0f32);
     let mut l = stream.launch_builder(&f);

@@ -166,6 +166,20 @@ std::tuple<Ps...> unpack_params(void** params, std::index_sequence<I...>) {
     return std::tuple<Ps...>(DrvConv<Ps>::get(params[I], I)...);
 }
 
+/// Runs `kernel` over the launch with the arguments `unpack` produces; an
+/// argument it rejects (BadArgs) is reported as ERR_BAD_ARGS.
+template <class... Ps, class Unpack>
+int run_unpacked(const char* name, void (*kernel)(Ps...), const EmuDims* dims, uint64_t static_bytes,
+                 Unpack unpack, char* err, size_t err_len) {
+    try {
+        std::tuple<Ps...> unpacked = unpack();
+        std::function<void()> body = [&]() { std::apply(kernel, unpacked); };
+        return run_grid(name, dims, static_bytes, body, err, err_len);
+    } catch (const BadArgs& e) {
+        return report(ERR_BAD_ARGS, std::string(name) + ": " + e.msg, err, err_len);
+    }
+}
+
 template <class... Ps>
 int launch_packed(const char* name, void (*kernel)(Ps...), const EmuDims* dims, uint64_t static_bytes,
                   const EmuArg* args, size_t n, char* err, size_t err_len) {
@@ -175,13 +189,8 @@ int launch_packed(const char* name, void (*kernel)(Ps...), const EmuDims* dims, 
                           std::to_string(n),
                       err, err_len);
     }
-    try {
-        std::tuple<Ps...> unpacked = unpack<Ps...>(args, std::index_sequence_for<Ps...>{});
-        std::function<void()> body = [&]() { std::apply(kernel, unpacked); };
-        return run_grid(name, dims, static_bytes, body, err, err_len);
-    } catch (const BadArgs& e) {
-        return report(ERR_BAD_ARGS, std::string(name) + ": " + e.msg, err, err_len);
-    }
+    return run_unpacked(name, kernel, dims, static_bytes,
+                        [&] { return unpack<Ps...>(args, std::index_sequence_for<Ps...>{}); }, err, err_len);
 }
 
 template <class... Ps>
@@ -190,13 +199,9 @@ int launch_params(const char* name, void (*kernel)(Ps...), const EmuDims* dims, 
     if (sizeof...(Ps) > 0 && params == nullptr) {
         return report(ERR_BAD_ARGS, std::string(name) + ": launched without kernelParams", err, err_len);
     }
-    try {
-        std::tuple<Ps...> unpacked = unpack_params<Ps...>(params, std::index_sequence_for<Ps...>{});
-        std::function<void()> body = [&]() { std::apply(kernel, unpacked); };
-        return run_grid(name, dims, static_bytes, body, err, err_len);
-    } catch (const BadArgs& e) {
-        return report(ERR_BAD_ARGS, std::string(name) + ": " + e.msg, err, err_len);
-    }
+    return run_unpacked(name, kernel, dims, static_bytes,
+                        [&] { return unpack_params<Ps...>(params, std::index_sequence_for<Ps...>{}); }, err,
+                        err_len);
 }
 
 /// A registered kernel's launcher from the Rust argument records.

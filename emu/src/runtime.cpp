@@ -392,9 +392,12 @@ unsigned char* dynamic_shared_base(size_t* bytes) {
 }
 
 void declare_static_shared(void* storage, size_t bytes) {
+    // Only the first thread of a block to reach the array records and poisons it.
     Launch& L = *g_launch;
-    L.statics[storage] = bytes;
-    if (L.poisoned.insert(storage).second) std::memset(storage, 0xff, bytes);
+    if (L.poisoned.insert(storage).second) {
+        L.statics[storage] = bytes;
+        std::memset(storage, 0xff, bytes);
+    }
 }
 
 bool device_extent(uint64_t ptr, uint64_t* bytes) {
